@@ -1,0 +1,1 @@
+"""The ``git quilt`` command line (click). The only package that imports click."""

@@ -1,0 +1,48 @@
+"""``git quilt status``."""
+
+from __future__ import annotations
+
+import click
+
+from gitquilt.cli import render
+from gitquilt.cli.main import open_workspace
+from gitquilt.errors import CheckFailed
+
+
+@click.command("status")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--check", is_flag=True, help="Exit 1 when any package differs from its pointer.")
+def command(paths: tuple[str, ...], as_json: bool, check: bool) -> None:
+    """Show how each package directory compares with its pointer.
+
+    A package is clean, modified (added/changed/deleted files are listed), not
+    hydrated (run `git quilt checkout`), or has a pointer changed since HEAD.
+
+    \b
+    Example:
+      git quilt status --check images
+    """
+    from gitquilt.ops.status import CLEAN, status
+
+    render.OUT.json = as_json
+    ws = open_workspace()
+    results = status(ws, ws.packages_from_args(paths))
+    if as_json:
+        render.emit_json([s.to_json() for s in results])
+    else:
+        if not results:
+            render.info("no packages (add one with: git quilt add DIR)")
+        for s in results:
+            extra = "" if s.pointer_vs_head == "unchanged" else f", pointer {s.pointer_vs_head} since HEAD"
+            top = f" {s.top_hash[:12]}" if s.top_hash else ""
+            render.line(f"{s.path}{top}: {s.state}{extra}")
+            if s.error:
+                render.line(f"  {s.error}")
+            for label, keys in (("added", s.added), ("changed", s.changed), ("deleted", s.deleted)):
+                for key in keys[:50]:
+                    render.line(f"  {label}: {key}")
+                if len(keys) > 50:
+                    render.line(f"  … and {len(keys) - 50} more {label}")
+    if check and any(s.state != CLEAN or s.pointer_vs_head != "unchanged" for s in results):
+        raise CheckFailed("packages differ from their pointers") if not as_json else SystemExit(1)

@@ -1,0 +1,277 @@
+"""File-system primitives: atomic writes, durable renames, fast copies, safe directories.
+
+Writes never happen in place: bytes go to a temporary file in the destination
+directory, are flushed, and are renamed (or linked) over the final name, so a crash
+leaves either the old file or the new one. Package directories are walked one
+component at a time with ``O_NOFOLLOW`` relative to directory file descriptors, so a
+symlink planted anywhere on the way is refused instead of followed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from gitquilt.errors import QuiltError, UnsafePath
+
+FICLONE = 0x40049409
+TMP_SUFFIX = ".tmp"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def tmp_name(name: str) -> str:
+    """A unique temporary name beside ``name``; the pid lets cleanup spot dead writers."""
+    return f".{name[:100]}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+
+
+def tmp_owner_pid(name: str) -> int | None:
+    """The pid embedded by :func:`tmp_name`, or None."""
+    parts = name.rsplit(".", 3)
+    if len(parts) == 4 and parts[3] == TMP_SUFFIX[1:] and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or link in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """Flush every dirty page of the file system holding ``path`` (one call for a batch)."""
+    global _libc
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            if _libc is None:
+                _libc = ctypes.CDLL(None, use_errno=True)
+            if _libc.syncfs(fd) == 0:
+                return
+        except (OSError, AttributeError):
+            pass
+        os.sync()
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, durable: bool = True, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    tmp = path.with_name(tmp_name(path.name))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb", closefd=True) as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
+    """Copy ``size`` bytes: reflink if the file system can, else an in-kernel copy."""
+    try:
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
+        return
+    except OSError:
+        pass
+    copied = 0
+    try:
+        while copied < size:
+            n = os.copy_file_range(src_fd, dst_fd, size - copied)
+            if n == 0:
+                break
+            copied += n
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+            raise
+        os.lseek(src_fd, copied, os.SEEK_SET)
+        os.lseek(dst_fd, copied, os.SEEK_SET)
+        with os.fdopen(os.dup(src_fd), "rb") as s, os.fdopen(os.dup(dst_fd), "wb") as d:
+            shutil.copyfileobj(s, d, 1 << 20)
+        return
+    if copied != size:
+        raise QuiltError(f"short copy: {copied} of {size} bytes")
+
+
+class SafeDir:
+    """A directory opened without following symlinks, for writing package files.
+
+    All paths below it are walked component by component with ``O_NOFOLLOW``;
+    a symlink or a non-directory on the way raises :class:`UnsafePath`. A symlink
+    swapped in after the check still cannot redirect writes: every open is relative
+    to an already-open directory descriptor and refuses links (docs/SECURITY.md).
+    """
+
+    def __init__(self, fd: int, label: str) -> None:
+        self.fd = fd
+        self.label = label
+        self._subdirs: dict[str, int] = {"": fd}
+
+    @classmethod
+    def open(cls, root: Path, rel: str, create: bool) -> "SafeDir":
+        """Open ``root/rel`` walking each component of ``rel`` without following links."""
+        fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        for part in [p for p in rel.split("/") if p]:
+            fd = _open_child_dir(fd, part, create, rel)  # closes the parent, even on error
+        return cls(fd, rel)
+
+    def close(self) -> None:
+        for fd in set(self._subdirs.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._subdirs.clear()
+
+    def __enter__(self) -> "SafeDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def dir_fd(self, reldir: str, create: bool) -> int | None:
+        """Descriptor of subdirectory ``reldir`` (cached); None if absent and not created."""
+        fd = self._subdirs.get(reldir)
+        if fd is not None:
+            return fd
+        parent, _, name = reldir.rpartition("/")
+        pfd = self.dir_fd(parent, create)
+        if pfd is None:
+            return None
+        try:
+            fd = _open_child_dir(os.dup(pfd), name, create, f"{self.label}/{reldir}", close_parent=True)
+        except FileNotFoundError:
+            return None
+        self._subdirs[reldir] = fd
+        return fd
+
+    def lstat(self, key: str) -> os.stat_result | None:
+        """lstat of ``key`` below this directory, or None when it (or a parent) is absent."""
+        parent, _, name = key.rpartition("/")
+        try:
+            pfd = self.dir_fd(parent, create=False)
+        except UnsafePath:
+            return None
+        if pfd is None:
+            return None
+        try:
+            return os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def create_temp(self, key: str, executable: bool) -> tuple[int, int, str]:
+        """Create a temporary file beside ``key``; return (dir fd, file fd, temp name)."""
+        parent, _, name = key.rpartition("/")
+        pfd = self.dir_fd(parent, create=True)
+        assert pfd is not None
+        tmp = tmp_name(name)
+        mode = 0o777 if executable else 0o666
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
+        return pfd, fd, tmp
+
+    def replace(self, pfd: int, tmp: str, key: str) -> None:
+        """Rename a temporary file over ``key`` (replacing a link or file, never writing through it)."""
+        name = key.rpartition("/")[2]
+        try:
+            os.rename(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+        except IsADirectoryError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=pfd)
+            raise UnsafePath(f"{self.label}/{key}: a directory is in the way") from None
+
+    def discard(self, pfd: int, tmp: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=pfd)
+
+    def remove_file(self, key: str) -> None:
+        parent, _, name = key.rpartition("/")
+        pfd = self.dir_fd(parent, create=False)
+        if pfd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=pfd)
+
+    def remove_empty_dirs(self, reldirs: list[str]) -> None:
+        """Remove the given subdirectories if they are empty, deepest first."""
+        for reldir in sorted(set(reldirs), key=lambda d: d.count("/"), reverse=True):
+            parent, _, name = reldir.rpartition("/")
+            pfd = self.dir_fd(parent, create=False)
+            if pfd is None or not name:
+                continue
+            fd = self._subdirs.pop(reldir, None)
+            if fd is not None:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(name, dir_fd=pfd)
+
+
+def _open_child_dir(parent_fd: int, name: str, create: bool, label: str, close_parent: bool = True) -> int:
+    try:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o777, dir_fd=parent_fd)
+            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+        except (NotADirectoryError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            try:
+                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except OSError:
+                raise exc from None
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafePath(f"{label}: '{name}' is a symbolic link; refusing to follow it") from None
+            if not stat.S_ISDIR(st.st_mode):
+                raise UnsafePath(f"{label}: '{name}' is a file where a directory is expected") from None
+            raise
+    finally:
+        if close_parent:
+            os.close(parent_fd)
+
+
+def walk_files(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (relative POSIX path, DirEntry) for every non-directory below ``root``, unsorted.
+
+    Symlinked directories are not followed; symlinks are yielded as entries.
+    """
+    stack = [("", str(root))]
+    while stack:
+        prefix, path = stack.pop()
+        with os.scandir(path) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", entry.path))
+                else:
+                    yield rel, entry

@@ -1,0 +1,285 @@
+"""Git access through pygit2: the only module that imports it.
+
+Finds the repository, reads pointer blobs at any revision without touching the
+checkout, stages files, reads and writes git config, and walks history.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from gitquilt.errors import NotFound, QuiltError, UsageError
+
+POINTER_SUFFIX = ".quilt"
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """What ``log`` shows of a commit."""
+
+    id: str
+    time: int
+    offset: int
+    author: str
+    email: str
+    message: str
+
+
+class GitRepo:
+    """A git work tree (non-bare) and its repository."""
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        if repo.is_bare or repo.workdir is None:
+            raise UsageError("gitquilt needs a git work tree; this repository is bare")
+        self.root = Path(repo.workdir).resolve()
+        self.git_dir = Path(repo.path).resolve()
+        common = getattr(repo, "commondir", None)
+        self.common_dir = Path(common).resolve() if common else self.git_dir
+        self._index_paths: set[str] | None = None
+
+    @classmethod
+    def discover(cls, start: Path | str | None = None) -> "GitRepo":
+        """The repository containing ``start`` (default: the current directory)."""
+        start = os.fspath(start or os.getcwd())
+        try:
+            path = pygit2.discover_repository(start)
+        except pygit2.GitError:
+            path = None
+        if path is None:
+            raise UsageError(f"not a git repository (or any parent up to /): {start}; run 'git init' first")
+        return cls(pygit2.Repository(path))
+
+    # -- paths ---------------------------------------------------------------------
+    def relpath(self, path: Path | str) -> str:
+        """Path relative to the work-tree root, POSIX style; refuses paths outside it."""
+        p = Path(os.path.abspath(path))
+        try:
+            rel = p.relative_to(self.root)
+        except ValueError:
+            # the root may be reached through a symlink: compare resolved parents
+            try:
+                rel = p.parent.resolve().relative_to(self.root) / p.name
+            except ValueError:
+                raise UsageError(f"{path} is outside the repository at {self.root}") from None
+        text = rel.as_posix()
+        return "" if text == "." else text
+
+    # -- config --------------------------------------------------------------------
+    def config_get(self, name: str) -> str | None:
+        try:
+            return str(self.repo.config[name])
+        except (KeyError, pygit2.GitError):
+            return None
+
+    def config_set(self, name: str, value: str) -> None:
+        self.repo.config[name] = value
+
+    def config_unset(self, name: str) -> None:
+        try:
+            del self.repo.config[name]
+        except (KeyError, pygit2.GitError):
+            pass
+
+    def config_section(self, prefix: str) -> dict[str, str]:
+        """All config entries whose lower-cased name starts with ``prefix``."""
+        out: dict[str, str] = {}
+        for entry in self.repo.config:
+            name = entry.name.lower()
+            if name.startswith(prefix):
+                out[name] = entry.value
+        return out
+
+    # -- revisions -----------------------------------------------------------------
+    def commit(self, rev: str) -> pygit2.Commit:
+        try:
+            obj = self.repo.revparse_single(rev)
+            commit = obj.peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            raise NotFound(f"unknown revision {rev!r}") from None
+        return commit
+
+    def has_head(self) -> bool:
+        try:
+            self.repo.head  # noqa: B018
+            return True
+        except (pygit2.GitError, KeyError):
+            return False
+
+    def read_at(self, rev: str, relpath: str) -> bytes | None:
+        """Bytes of ``relpath`` in ``rev``'s tree, or None if absent there."""
+        tree = self.commit(rev).tree
+        try:
+            obj = tree[relpath]
+        except KeyError:
+            return None
+        if not isinstance(obj, pygit2.Blob):
+            return None
+        return obj.data
+
+    def pointers_at(self, rev: str) -> dict[str, bytes]:
+        """Every ``*.quilt`` file in ``rev``'s tree: path → bytes."""
+        return dict(self._pointers_in_tree(self.commit(rev).tree, ""))
+
+    def pointer_blob_ids_at(self, rev: str) -> dict[str, str]:
+        """Every ``*.quilt`` path in ``rev``'s tree → blob id (cheap: reads no blob)."""
+        return {p: str(oid) for p, oid in self._pointer_ids(self.commit(rev).tree, "")}
+
+    def _pointer_ids(self, tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, pygit2.Oid]]:
+        for entry in tree:
+            name = entry.name
+            if entry.type_str == "tree":
+                yield from self._pointer_ids(self.repo[entry.id], f"{prefix}{name}/")
+            elif entry.type_str == "blob" and name.endswith(POINTER_SUFFIX):
+                yield f"{prefix}{name}", entry.id
+
+    def _pointers_in_tree(self, tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, bytes]]:
+        for path, oid in self._pointer_ids(tree, prefix):
+            yield path, self.repo[oid].data
+
+    def blob(self, oid: str) -> bytes:
+        return self.repo[oid].data
+
+    def index_pointer_paths(self) -> list[str]:
+        """``*.quilt`` paths in git's index (staged or committed)."""
+        index = self.repo.index
+        index.read(False)
+        return sorted(e.path for e in index if e.path.endswith(POINTER_SUFFIX))
+
+    def index_paths_cache(self) -> set[str]:
+        """Every path in git's index (read once per process)."""
+        cached = getattr(self, "_index_paths", None)
+        if cached is None:
+            index = self.repo.index
+            index.read(False)
+            cached = {e.path for e in index}
+            self._index_paths = cached
+        return cached
+
+    def read_index(self, relpath: str) -> bytes | None:
+        index = self.repo.index
+        index.read(False)
+        try:
+            entry = index[relpath]
+        except KeyError:
+            return None
+        return self.repo[entry.id].data
+
+    def stage(self, relpaths: list[str]) -> None:
+        """``git add`` these paths (files that exist) and remove missing ones from the index."""
+        index = self.repo.index
+        index.read(False)
+        try:
+            for rel in relpaths:
+                if (self.root / rel).exists():
+                    index.add(rel)
+                else:
+                    try:
+                        index.remove(rel)
+                    except (OSError, KeyError):
+                        pass
+            index.write()
+            self._index_paths = None
+        except (OSError, pygit2.GitError) as exc:
+            raise QuiltError(f"could not stage {', '.join(relpaths)}: {exc}") from None
+
+    def is_ignored(self, relpath: str) -> bool:
+        return bool(self.repo.path_is_ignored(relpath))
+
+    # -- history -------------------------------------------------------------------
+    def history_of(self, relpath: str, rev: str = "HEAD") -> Iterator[tuple[CommitInfo, bytes | None, bytes | None]]:
+        """Commits (newest first) that changed ``relpath``: (commit, new bytes, old bytes)."""
+        if rev == "HEAD" and not self.has_head():
+            return
+        start = self.commit(rev)
+        walker = self.repo.walk(start.id, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME)
+        for commit in walker:
+            new = _blob_at(commit.tree, relpath)
+            parents = commit.parents
+            old_id = _blob_at(parents[0].tree, relpath) if parents else None
+            if new == old_id:
+                continue
+            if len(parents) > 1 and any(_blob_at(p.tree, relpath) == new for p in parents):
+                continue  # a merge that took one side unchanged
+            info = CommitInfo(
+                id=str(commit.id),
+                time=commit.commit_time,
+                offset=commit.commit_time_offset,
+                author=commit.author.name,
+                email=commit.author.email,
+                message=commit.message,
+            )
+            yield (
+                info,
+                None if new is None else self.repo[new].data,
+                None if old_id is None else self.repo[old_id].data,
+            )
+
+    def ref_tips(self) -> list[str]:
+        """Commit ids of every branch, tag, remote-tracking ref, stash entry and reflog entry."""
+        tips: set[str] = set()
+        for name in self.repo.references:
+            ref = self.repo.references[name]
+            try:
+                tips.add(str(ref.peel(pygit2.Commit).id))
+            except (pygit2.GitError, ValueError, KeyError, pygit2.InvalidSpecError):
+                pass
+            try:
+                for entry in ref.log():
+                    if entry.oid_new and entry.oid_new != pygit2.Oid(hex="0" * 40):
+                        tips.add(str(entry.oid_new))
+            except (pygit2.GitError, KeyError, ValueError):
+                pass
+        try:
+            for entry in self.repo.listall_stashes():
+                tips.add(str(entry.commit_id))
+        except (pygit2.GitError, AttributeError):
+            pass
+        return sorted(tips)
+
+    def reachable_pointer_blobs(self) -> dict[str, str]:
+        """Every pointer blob in any commit reachable from :meth:`ref_tips`: blob id → path."""
+        seen_commits: set[str] = set()
+        seen_trees: set[str] = set()
+        blobs: dict[str, str] = {}
+        for tip in self.ref_tips():
+            try:
+                walker = self.repo.walk(pygit2.Oid(hex=tip), pygit2.enums.SortMode.NONE)
+            except (pygit2.GitError, ValueError):
+                continue
+            for commit in walker:
+                cid = str(commit.id)
+                if cid in seen_commits:
+                    walker.hide(commit.id)
+                    continue
+                seen_commits.add(cid)
+                stack: list[tuple[pygit2.Tree, str]] = [(commit.tree, "")]
+                while stack:
+                    tree, prefix = stack.pop()
+                    if str(tree.id) in seen_trees:
+                        continue
+                    seen_trees.add(str(tree.id))
+                    for entry in tree:
+                        if entry.type_str == "tree":
+                            stack.append((self.repo[entry.id], f"{prefix}{entry.name}/"))
+                        elif entry.type_str == "blob" and entry.name.endswith(POINTER_SUFFIX):
+                            blobs.setdefault(str(entry.id), prefix + entry.name)
+        index = self.repo.index
+        index.read(False)
+        for e in index:
+            if e.path.endswith(POINTER_SUFFIX):
+                blobs.setdefault(str(e.id), e.path)
+        return blobs
+
+
+def _blob_at(tree: pygit2.Tree, relpath: str) -> pygit2.Oid | None:
+    try:
+        entry = tree[relpath]
+    except KeyError:
+        return None
+    return entry.id if entry.type_str == "blob" else None

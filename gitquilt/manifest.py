@@ -1,0 +1,239 @@
+"""Manifests: the listing of one package, its canonical text (v1) and its top hash.
+
+A manifest is held column-wise (a list of keys, one bytes object of raw digests, an
+array of sizes) so that a million entries fit in about 150 MB; :class:`Entry` tuples
+are made on demand. The canonical text is specified in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from gitquilt.digest import check_digest
+from gitquilt.errors import AmbiguousPrefix, FormatError, NotFound, UnsafePath, UsageError
+from gitquilt.keys import check_key, check_sorted_unique
+
+FORMAT_VERSION = 1
+HEADER = b"gitquilt-manifest 1\n"
+EMPTY_META = "{}"
+MIN_PREFIX = 7
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON: sorted keys, no spaces, UTF-8 (non-ASCII kept as is)."""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"metadata is not representable as JSON: {exc}") from None
+
+
+def check_canonical_json(text: str, what: str) -> str:
+    """Return ``text`` if it is the canonical JSON form of a JSON object."""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError):
+        raise FormatError(f"{what} is not valid JSON: {text[:80]!r}") from None
+    if not isinstance(value, dict):
+        raise FormatError(f"{what} must be a JSON object: {text[:80]!r}")
+    if canonical_json(value) != text:
+        raise FormatError(f"{what} is not in canonical JSON form: {text[:80]!r}")
+    return text
+
+
+class Entry(NamedTuple):
+    """One file of a package."""
+
+    key: str
+    sha256: str
+    size: int
+    executable: bool = False
+    meta: str = EMPTY_META
+
+    def canonical_line(self) -> bytes:
+        return (
+            f"{self.key}\t{self.sha256}\t{self.size}\t{'x' if self.executable else '-'}\t{self.meta}\n"
+        ).encode()
+
+
+def check_no_file_dir_clash(keys: Sequence[str]) -> None:
+    """Refuse a key that is also a directory of another key (``a`` and ``a/b``)."""
+    key_set = set(keys)
+    parents: set[str] = set()
+    for key in keys:
+        idx = key.rfind("/")
+        while idx > 0:
+            parent = key[:idx]
+            if parent in parents:
+                break
+            parents.add(parent)
+            idx = parent.rfind("/")
+    clash = key_set & parents
+    if clash:
+        name = min(clash)
+        raise UnsafePath(f"logical key {name!r} is both a file and a directory: the manifest is corrupt")
+
+
+class Manifest:
+    """An immutable, validated package listing sorted by the UTF-8 bytes of its keys."""
+
+    __slots__ = ("meta", "keys", "_digests", "sizes", "_exec", "_metas", "_index", "_top_hash")
+
+    def __init__(
+        self,
+        keys: list[str],
+        digests: bytes,
+        sizes: array,
+        executable: bytes | bytearray,
+        metas: list[str] | None,
+        meta: dict[str, Any],
+        top_hash: str | None = None,
+    ) -> None:
+        """Build from validated columns; use :meth:`from_entries` for untrusted input."""
+        self.keys = keys
+        self._digests = bytes(digests)
+        self.sizes = sizes
+        self._exec = bytes(executable)
+        self._metas = metas
+        self.meta = meta
+        self._index: dict[str, int] | None = None
+        self._top_hash = top_hash
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[Entry], meta: dict[str, Any] | None = None) -> "Manifest":
+        """Validate and sort entries into a manifest."""
+        items = sorted(entries, key=lambda e: e.key.encode("utf-8", "surrogatepass"))
+        keys = [check_key(e.key) for e in items]
+        check_sorted_unique(keys)
+        check_no_file_dir_clash(keys)
+        digests = bytearray()
+        sizes = array("q")
+        execs = bytearray()
+        metas: list[str] = []
+        for e in items:
+            digests += bytes.fromhex(check_digest(e.sha256, f"hash of {e.key!r}"))
+            if not isinstance(e.size, int) or e.size < 0:
+                raise FormatError(f"invalid size {e.size!r} for {e.key!r}")
+            sizes.append(e.size)
+            execs.append(1 if e.executable else 0)
+            metas.append(e.meta if e.meta == EMPTY_META else check_canonical_json(e.meta, f"meta of {e.key!r}"))
+        any_meta = any(m != EMPTY_META for m in metas)
+        package_meta = dict(meta or {})
+        canonical_json(package_meta)
+        return cls(keys, bytes(digests), sizes, execs, metas if any_meta else None, package_meta)
+
+    # -- access -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def sha256(self, i: int) -> str:
+        return self._digests[32 * i : 32 * i + 32].hex()
+
+    def entry(self, i: int) -> Entry:
+        return Entry(
+            self.keys[i],
+            self.sha256(i),
+            self.sizes[i],
+            bool(self._exec[i]),
+            EMPTY_META if self._metas is None else self._metas[i],
+        )
+
+    def __iter__(self) -> Iterator[Entry]:
+        for i in range(len(self.keys)):
+            yield self.entry(i)
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key``, or None."""
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys)}
+        i = self._index.get(key)
+        return None if i is None else self.entry(i)
+
+    def digests(self) -> set[str]:
+        """The distinct fragment hashes this manifest references."""
+        raw = self._digests
+        return {raw[i : i + 32].hex() for i in range(0, len(raw), 32)}
+
+    @property
+    def total_size(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def executable_flags(self) -> bytes:
+        return self._exec
+
+    @property
+    def entry_metas(self) -> list[str] | None:
+        """Per-entry canonical JSON, or None when every entry has ``{}``."""
+        return self._metas
+
+    @property
+    def raw_digests(self) -> bytes:
+        return self._digests
+
+    # -- canonical form -------------------------------------------------------------
+    def canonical_text(self) -> bytes:
+        """The canonical text v1 (docs/FORMAT.md) whose SHA-256 is the top hash."""
+        return b"".join(self._canonical_chunks())
+
+    def _canonical_chunks(self) -> Iterator[bytes]:
+        yield HEADER
+        yield f"meta\t{canonical_json(self.meta)}\n".encode()
+        lines: list[str] = []
+        metas = self._metas
+        raw = self._digests
+        for i, key in enumerate(self.keys):
+            lines.append(
+                f"{key}\t{raw[32 * i : 32 * i + 32].hex()}\t{self.sizes[i]}\t"
+                f"{'x' if self._exec[i] else '-'}\t{EMPTY_META if metas is None else metas[i]}\n"
+            )
+            if len(lines) >= 4096:
+                yield "".join(lines).encode()
+                lines = []
+        yield "".join(lines).encode()
+
+    @property
+    def top_hash(self) -> str:
+        """SHA-256 of the canonical text, lowercase hex."""
+        if self._top_hash is None:
+            h = hashlib.sha256()
+            for chunk in self._canonical_chunks():
+                h.update(chunk)
+            self._top_hash = h.hexdigest()
+        return self._top_hash
+
+    def files_fingerprint(self) -> str:
+        """SHA-256 over (key, hash, size, executable) of every entry, ignoring metadata.
+
+        Lets ``status`` decide "clean" from the stat cache without reading Parquet.
+        """
+        return files_fingerprint(self.keys, self._digests, self.sizes, self._exec)
+
+
+def files_fingerprint(keys: Sequence[str], digests: bytes, sizes: Sequence[int], execs: bytes) -> str:
+    """Fingerprint of a file listing; see :meth:`Manifest.files_fingerprint`."""
+    h = hashlib.sha256()
+    parts: list[str] = []
+    for i, key in enumerate(keys):
+        parts.append(f"{key}\t{digests[32 * i : 32 * i + 32].hex()}\t{sizes[i]}\t{execs[i]}\n")
+        if len(parts) >= 4096:
+            h.update("".join(parts).encode())
+            parts = []
+    h.update("".join(parts).encode())
+    return h.hexdigest()
+
+
+def resolve_prefix(prefix: str, candidates: Iterable[str]) -> str:
+    """Resolve a top-hash prefix (at least 7 hex) the way git resolves commit prefixes."""
+    p = prefix.lower()
+    if len(p) < MIN_PREFIX or len(p) > 64 or any(c not in "0123456789abcdef" for c in p):
+        raise UsageError(f"invalid top hash {prefix!r}: give at least {MIN_PREFIX} hex characters")
+    matches = sorted({c for c in candidates if c.startswith(p)})
+    if not matches:
+        raise NotFound(f"no package manifest matches {prefix!r}")
+    if len(matches) > 1:
+        raise AmbiguousPrefix(f"top hash prefix {prefix!r} is ambiguous: candidates {', '.join(matches)}")
+    return matches[0]

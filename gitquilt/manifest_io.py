@@ -1,0 +1,251 @@
+"""Parquet encoding of manifests: the only module that imports pyarrow (besides asa/).
+
+Reading validates everything before a manifest is handed out: schema, every key
+(DESIGN.md "Logical keys"), hash syntax, sizes, order, canonical JSON, and the top
+hash recomputed from the columns, which must equal the name the file was asked for.
+The checks are vectorised so that a million entries load in well under a second.
+"""
+
+from __future__ import annotations
+
+import binascii
+import bisect
+import hashlib
+import io
+import json
+from array import array
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from gitquilt.digest import check_digest
+from gitquilt.errors import FormatError, IntegrityError, UnsafePath, UnsupportedFormat
+from gitquilt.keys import check_key
+from gitquilt.manifest import EMPTY_META, HEADER, Manifest, canonical_json, check_canonical_json
+
+META_KEY = b"gitquilt.meta"
+REQUIRED_KEY = b"gitquilt.required"
+#: Features a reader must understand; a file naming any other is from a newer gitquilt.
+KNOWN_FEATURES: frozenset[str] = frozenset()
+
+SCHEMA = pa.schema(
+    [
+        ("logical_key", pa.string()),
+        ("sha256", pa.string()),
+        ("size", pa.int64()),
+        ("executable", pa.bool_()),
+        ("meta", pa.string()),
+    ]
+)
+
+# Keys that pass this RE2 pattern's negation still get the full Python check when they
+# could be a .git look-alike, are non-ASCII, contain ':' or are long (see _SUSPICIOUS).
+_BAD_STRUCTURE = r"(^$|^/|//|/$|(^|/)\.\.?(/|$)|\\|[\x00-\x1f\x7f]|^[A-Za-z]:)"
+_SUSPICIOUS = r"([^\x20-\x7e]|[gG][iI][tT]|:)"
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+def manifest_to_bytes(manifest: Manifest) -> bytes:
+    """Encode a manifest as Parquet (zstd)."""
+    n = len(manifest)
+    metas = manifest.entry_metas
+    table = pa.Table.from_arrays(
+        [
+            pa.array(manifest.keys, pa.string()),
+            pa.array([manifest.sha256(i) for i in range(n)], pa.string()),
+            pa.array(manifest.sizes, pa.int64()),
+            pa.array([bool(b) for b in manifest.executable_flags], pa.bool_()),
+            pa.array(metas if metas is not None else [EMPTY_META] * n, pa.string()),
+        ],
+        schema=SCHEMA.with_metadata({META_KEY: canonical_json(manifest.meta).encode()}),
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=1 << 16, use_dictionary=["meta"])
+    return sink.getvalue()
+
+
+def _column(batch: pa.RecordBatch, name: str, typ: pa.DataType, where: str) -> pa.Array:
+    col = batch.column(name)
+    if col.type == pa.large_string() and typ == pa.string():
+        col = col.cast(pa.string())
+    if col.type != typ:
+        raise FormatError(f"{where}: column {name!r} has type {col.type}, expected {typ}")
+    if col.null_count:
+        raise FormatError(f"{where}: column {name!r} has missing values")
+    return col
+
+
+def _values_bytes(arr: pa.Array) -> memoryview:
+    """The concatenated UTF-8 bytes of a (non-null) string array, without copying."""
+    arr = arr.cast(pa.large_string())
+    offsets = arr.buffers()[1]
+    data = arr.buffers()[2]
+    off = memoryview(offsets).cast("q") if offsets is not None else None
+    if data is None or off is None or len(arr) == 0:
+        return memoryview(b"")
+    start = off[arr.offset]
+    end = off[arr.offset + len(arr)]
+    return memoryview(data)[start:end]
+
+
+def _first_bad(mask: pa.Array) -> int:
+    return int(pc.index(mask, True).as_py())
+
+
+def read_manifest_bytes(data: bytes, expected_top_hash: str, where: str = "manifest") -> Manifest:
+    """Decode and fully validate a Parquet manifest whose name is ``expected_top_hash``."""
+    return _read(pa.BufferReader(data), expected_top_hash, where)
+
+
+def read_manifest_file(path: str, expected_top_hash: str, where: str = "manifest") -> Manifest:
+    """Like :func:`read_manifest_bytes`, memory-mapping the file at ``path``."""
+    try:
+        source = pa.memory_map(path, "r")
+    except (OSError, pa.ArrowException) as exc:
+        raise FormatError(f"{where} {expected_top_hash[:12]}: cannot open {path}: {exc}") from None
+    with source:
+        return _read(source, expected_top_hash, where)
+
+
+class _Columns:
+    """Accumulates validated columns batch by batch."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.digests = bytearray()
+        self.sizes = array("q")
+        self.execs = bytearray()
+        self.metas: list[str] | None = None
+        self.parents: set[str] = set()
+
+
+def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
+    where = f"{where} {expected_top_hash[:12]}"
+    try:
+        pf = pq.ParquetFile(source)
+        kv = pf.schema_arrow.metadata or {}
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FormatError(f"{where}: not a readable Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
+    required = kv.get(REQUIRED_KEY, b"").decode("utf-8", "replace")
+    unknown = sorted(set(filter(None, required.split(","))) - KNOWN_FEATURES)
+    if unknown:
+        raise UnsupportedFormat(
+            f"{where} needs features {', '.join(unknown)} that this gitquilt lacks: upgrade gitquilt"
+        )
+    if META_KEY not in kv:
+        raise FormatError(f"{where}: missing package metadata '{META_KEY.decode()}'")
+    try:
+        meta_text = kv[META_KEY].decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{where}: package metadata is not UTF-8") from None
+    check_canonical_json(meta_text, f"{where}: package metadata")
+    meta: dict[str, Any] = json.loads(meta_text)
+    for field in SCHEMA:
+        if field.name not in schema.names:
+            raise FormatError(f"{where}: missing column {field.name!r}")
+        typ = schema.field(field.name).type
+        if typ != field.type and not (field.type == pa.string() and typ == pa.large_string()):
+            raise FormatError(f"{where}: column {field.name!r} has type {typ}, expected {field.type}")
+
+    h = hashlib.sha256(HEADER)
+    h.update(f"meta\t{meta_text}\n".encode())
+    cols = _Columns()
+    try:
+        batches = pf.iter_batches(batch_size=1 << 16, columns=SCHEMA.names, use_threads=False)
+        for batch in batches:
+            _take_batch(batch, cols, h, where)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FormatError(f"{where}: damaged Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
+    _check_file_dir_clash(cols.keys, cols.parents, where)
+    top = h.hexdigest()
+    if top != expected_top_hash:
+        raise IntegrityError(
+            f"{where}: content hashes to {top}, not to its name {expected_top_hash}: refusing it"
+        )
+    return Manifest(cols.keys, bytes(cols.digests), cols.sizes, cols.execs, cols.metas, meta, top_hash=top)
+
+
+def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where: str) -> None:
+    keys, sha, size, execs, metas = (_column(batch, f.name, f.type, where) for f in SCHEMA)
+    n = len(keys)
+    if not n:
+        return
+    bad_hash = pc.invert(pc.match_substring_regex(sha, _HEX64))
+    if pc.any(bad_hash).as_py():
+        i = _first_bad(bad_hash)
+        check_digest(sha[i].as_py(), f"{where}: hash of {keys[i].as_py()!r}")
+    if pc.min(size).as_py() < 0:
+        i = _first_bad(pc.less(size, 0))
+        raise FormatError(f"{where}: negative size for {keys[i].as_py()!r}")
+    _check_keys(keys, where)
+    key_list: list[str] = keys.to_pylist()
+    if cols.keys and cols.keys[-1].encode() >= key_list[0].encode():
+        _order_error(cols.keys[-1], key_list[0], where)
+    nested = pc.filter(keys, pc.match_substring(keys, "/"))
+    if len(nested):
+        cols.parents.update(pc.unique(pc.replace_substring_regex(nested, r"/[^/]*$", "")).to_pylist())
+    nonempty = pc.not_equal(metas, EMPTY_META)
+    if pc.any(nonempty).as_py():
+        for text in pc.filter(metas, nonempty).to_pylist():
+            check_canonical_json(text, f"{where}: entry meta")
+        if cols.metas is None:
+            cols.metas = [EMPTY_META] * len(cols.keys)
+    if cols.metas is not None:
+        cols.metas.extend(metas.to_pylist())
+    lines = pc.binary_join_element_wise(
+        keys,
+        sha,
+        pc.cast(size, pa.string()),
+        pc.if_else(execs, "x", "-"),
+        pc.binary_join_element_wise(metas, "\n", ""),
+        "\t",
+    )
+    h.update(_values_bytes(lines))
+    cols.keys.extend(key_list)
+    cols.digests += binascii.unhexlify(_values_bytes(sha))
+    cols.sizes.frombytes(size.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+    cols.execs += execs.to_numpy(zero_copy_only=False).astype("uint8").tobytes()
+
+
+def _order_error(a: str, b: str, where: str) -> None:
+    if a == b:
+        raise UnsafePath(f"{where}: duplicate logical key {a!r}: the manifest is corrupt")
+    raise UnsafePath(f"{where}: logical keys out of order ({a!r} before {b!r}): the manifest is corrupt")
+
+
+def _check_file_dir_clash(keys: list[str], direct_parents: set[str], where: str) -> None:
+    """Refuse a key that is also another key's directory; keys are sorted, so bisect."""
+    parents: set[str] = set()
+    for p in direct_parents:
+        while p and p not in parents:
+            parents.add(p)
+            p = p.rpartition("/")[0]
+    for p in sorted(parents):
+        i = bisect.bisect_left(keys, p)
+        if i < len(keys) and keys[i] == p:
+            raise UnsafePath(f"{where}: logical key {p!r} is both a file and a directory: the manifest is corrupt")
+
+
+def _check_keys(keys: pa.Array, where: str) -> None:
+    bad = pc.match_substring_regex(keys, _BAD_STRUCTURE)
+    long = pc.greater(pc.binary_length(keys), 255)
+    suspicious = pc.or_(pc.match_substring_regex(keys, _SUSPICIOUS), long)
+    for mask in (bad, suspicious):
+        if pc.any(mask).as_py():
+            for key in pc.filter(keys, mask).to_pylist():
+                try:
+                    check_key(key)
+                except UnsafePath as exc:
+                    raise UnsafePath(f"{where}: {exc}") from None
+    if pc.any(bad).as_py():  # the pattern and check_key disagree: refuse all the same
+        raise UnsafePath(f"{where}: invalid logical key {pc.filter(keys, bad)[0].as_py()!r}")
+    if len(keys) > 1:
+        ordered = pc.less(keys.slice(0, len(keys) - 1), keys.slice(1))
+        if not pc.all(ordered).as_py():
+            i = _first_bad(pc.invert(ordered))
+            _order_error(keys[i].as_py(), keys[i + 1].as_py(), where)
+
+

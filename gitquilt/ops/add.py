@@ -1,0 +1,176 @@
+"""``git quilt add``: a directory (or one file) becomes a package."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from gitquilt import fsutil
+from gitquilt.errors import FormatError, QuiltError, UnsafePath, UsageError
+from gitquilt.manifest import Entry, Manifest, canonical_json
+from gitquilt.ops.progress import NullProgress, Progress
+from gitquilt.ops.scan import fill_hashes, scan_package
+from gitquilt.ops.workspace import PackageRef, Workspace
+from gitquilt.pointer import SUFFIX, Pointer
+
+FILE_KIND_META = "gitquilt.kind"
+
+
+@dataclass
+class AddResult:
+    """What ``add`` did to one package."""
+
+    ref: PackageRef
+    pointer: Pointer
+    changed: bool
+    staged: list[str]
+    files: int
+    bytes: int
+
+
+def add_package(
+    ws: Workspace,
+    ref: PackageRef,
+    message: str | None = None,
+    user_meta: dict[str, Any] | None = None,
+    stage: bool = True,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> AddResult:
+    """Hash ``ref``'s files into the cache and write its pointer (staged unless ``stage`` is False)."""
+    progress = progress or NullProgress()
+    _refuse_nested(ws, ref)
+    _refuse_tracked(ws, ref)
+    scan = scan_package(ws, ref)
+    if scan.kind == "absent":
+        raise UsageError(f"{ref.path}: no such file or directory")
+    if scan.symlinks:
+        shown = ", ".join(f"{ref.path}/{k}" for k in sorted(scan.symlinks)[:5])
+        raise UnsafePath(f"{ref.path} holds symbolic links ({shown}); gitquilt stores regular files only")
+    if scan.special:
+        raise UsageError(f"{ref.path} holds special files ({', '.join(sorted(scan.special)[:5])})")
+    if scan.not_nfc:
+        raise UsageError(
+            f"{ref.path} holds file names not in Unicode NFC form ({', '.join(sorted(scan.not_nfc)[:5])}); rename them"
+        )
+    ws.cache.ensure()
+    ws.cache.clean_tmp()
+    meta: dict[str, Any] = {}
+    if message:
+        meta["message"] = message
+    if user_meta:
+        meta["user_meta"] = user_meta
+    if scan.kind == "file":
+        meta[FILE_KIND_META] = "file"
+    canonical_json(meta)
+
+    with ws.cache.batch() as batch:
+        fill_hashes(ws, scan, batch=batch, progress=progress, jobs=jobs)
+    entries = [Entry(f.key, f.sha256 or "", f.size, f.executable) for f in scan.files.values()]
+    try:
+        manifest = Manifest.from_entries(entries, meta)
+    except (UnsafePath, FormatError) as exc:
+        raise UsageError(f"{ref.path}: {exc}") from None
+
+    pointer_file = ws.pointer_path(ref)
+    old = _old_pointer(ws, ref)
+    fingerprint = manifest.files_fingerprint()
+    unchanged = (
+        old is not None
+        and message is None
+        and user_meta is None
+        and ws.statcache.fingerprint(old.top_hash) == fingerprint
+        and ws.cache.has_manifest(old.top_hash)
+    )
+    if unchanged:
+        assert old is not None
+        pointer = old
+    else:
+        top = ws.cache.put_manifest(manifest)
+        ws.statcache.set_fingerprint(top, fingerprint)
+        pointer = Pointer(path=ref.name, top_hash=top, files=len(manifest), bytes=manifest.total_size)
+    changed = False
+    new_bytes = pointer.to_bytes()
+    try:
+        current = pointer_file.read_bytes()
+    except FileNotFoundError:
+        current = None
+    if current != new_bytes:
+        fsutil.atomic_write_bytes(pointer_file, new_bytes)
+        changed = True
+    gitignore_changed = ensure_ignored(ws, ref, scan.kind == "dir")
+    staged: list[str] = []
+    if stage:
+        staged = [ref.pointer]
+        if gitignore_changed or _gitignore_rel(ref) not in ws.git.index_paths_cache():
+            staged.append(_gitignore_rel(ref))
+        ws.git.stage(staged)
+    return AddResult(ref, pointer, changed, staged, len(manifest), manifest.total_size)
+
+
+def _old_pointer(ws: Workspace, ref: PackageRef) -> Pointer | None:
+    try:
+        return ws.read_pointer(ref)
+    except QuiltError:
+        return None
+
+
+def _refuse_nested(ws: Workspace, ref: PackageRef) -> None:
+    """A package cannot sit inside another package, nor contain one."""
+    parts = ref.path.split("/")
+    for i in range(1, len(parts)):
+        outer = "/".join(parts[:i])
+        if (ws.root / (outer + SUFFIX)).is_file():
+            raise UsageError(f"{ref.path} is inside the package {outer}; add {outer} instead")
+    target = ws.root / ref.path
+    if target.is_dir() and not target.is_symlink():
+        for dirpath, _dirs, files in os.walk(target):
+            for name in files:
+                if name.endswith(SUFFIX):
+                    inner = os.path.relpath(os.path.join(dirpath, name), ws.root)
+                    raise UsageError(f"{ref.path} contains another package's pointer {inner}; packages cannot nest")
+            break  # pointers sit beside their directory: only the top level can hold one
+
+
+def _refuse_tracked(ws: Workspace, ref: PackageRef) -> None:
+    prefix = ref.path + "/"
+    for path in ws.git.index_paths_cache():
+        if path == ref.path or path.startswith(prefix):
+            raise UsageError(
+                f"{ref.path} is tracked by git; untrack it first: git rm -r --cached '{ref.path}' && git quilt add '{ref.path}'"
+            )
+
+
+def _gitignore_rel(ref: PackageRef) -> str:
+    return f"{ref.parent}/.gitignore" if ref.parent else ".gitignore"
+
+
+def ensure_ignored(ws: Workspace, ref: PackageRef, is_dir: bool) -> bool:
+    """Add the package to the ``.gitignore`` beside its pointer; True if the file changed."""
+    path = ws.root / _gitignore_rel(ref)
+    line = "/" + _escape_gitignore(ref.name) + ("/" if is_dir else "")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    lines = text.splitlines()
+    if line in lines or line.rstrip("/") in lines:
+        return False
+    if text and not text.endswith("\n"):
+        text += "\n"
+    fsutil.atomic_write_bytes(path, (text + line + "\n").encode("utf-8"))
+    return True
+
+
+def _escape_gitignore(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch in "*?[]\\!#":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if text.endswith(" "):
+        text = text[:-1] + "\\ "
+    return text

@@ -1,0 +1,333 @@
+"""``git quilt checkout``: make package directories match their pointers.
+
+Plan first, write second: the manifest is validated, every file that would be
+overwritten or deleted is checked, and missing fragments and free space are checked
+before the first byte is written. A file may be replaced only if its current bytes
+are already in the cache (so nothing is lost); anything else is a user's change and
+is refused unless ``force``, which first saves those files into the cache as a
+package of their own whose top hash is reported.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from gitquilt import fsutil
+from gitquilt.errors import DirtyWorkTree, MissingFragments, QuiltError, StoreFullError, UnsafePath
+from gitquilt.keys import case_collisions
+from gitquilt.lock import FileLock
+from gitquilt.manifest import Entry, Manifest
+from gitquilt.ops.progress import NullProgress, Progress
+from gitquilt.ops.scan import FileState, fill_hashes, scan_package
+from gitquilt.ops.workspace import PackageRef, Workspace
+from gitquilt.pointer import Pointer
+
+#: Called with (workspace, package refs, missing digests) to fetch fragments from a remote.
+Fetcher = Callable[[Workspace, list[PackageRef], list[str]], None]
+COPY_THREADS = max(4, min(16, 2 * (os.cpu_count() or 2)))
+
+
+@dataclass
+class CheckoutResult:
+    """What checkout did to one package."""
+
+    path: str
+    top_hash: str
+    written: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    saved_top_hash: str | None = None  # the user's versions saved by --force
+    saved: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    ref: PackageRef
+    pointer: Pointer
+    manifest: Manifest
+    kind: str  # "dir" or "file"
+    write: list[int] = field(default_factory=list)  # manifest indices to write
+    chmod: list[int] = field(default_factory=list)  # right bytes, wrong executable bit
+    delete: list[str] = field(default_factory=list)
+    dirty: list[str] = field(default_factory=list)  # user changes that would be lost
+    replace_links: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+    blocked_dirs: list[str] = field(default_factory=list)
+    existing: dict[str, FileState] = field(default_factory=dict)
+    unchanged: int = 0
+
+
+def checkout(
+    ws: Workspace,
+    refs: list[PackageRef],
+    rev: str | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    fetcher: Fetcher | None = None,
+) -> list[CheckoutResult]:
+    """Hydrate each package from the pointer in the work tree (or in ``rev``)."""
+    progress = progress or NullProgress()
+    with FileLock(ws.git.git_dir / "quilt-checkout.lock", what="this work tree's checkout"):
+        plans = [_plan(ws, ref, rev, progress) for ref in refs]
+        _ensure_fragments(ws, plans, fetcher)
+        dirty = [f"{p.ref.path}/{k}" if p.kind == "dir" else p.ref.path for p in plans for k in p.dirty + p.blocked_dirs]
+        if dirty and not force:
+            raise DirtyWorkTree(
+                f"checkout would overwrite or delete {len(dirty)} locally modified file(s): "
+                f"{', '.join(dirty[:10])}{' …' if len(dirty) > 10 else ''}; "
+                "add them with 'git quilt add', or rerun with --force to save them in the cache and replace them",
+                dirty,
+            )
+        blocked = [f"{p.ref.path}/{d}" for p in plans for d in p.blocked_dirs]
+        if blocked:
+            raise UnsafePath(f"directories are in the way of files: {', '.join(blocked[:10])}; move them away")
+        _check_space(ws, plans)
+        return [_execute(ws, plan, progress, force) for plan in plans]
+
+
+def _plan(ws: Workspace, ref: PackageRef, rev: str | None, progress: Progress) -> _Plan:
+    pointer = ws.pointer_at(ref, rev)
+    try:
+        manifest = ws.cache.read_manifest(pointer.top_hash)
+    except QuiltError as exc:
+        if not ws.cache.has_manifest(pointer.top_hash):
+            raise MissingFragments(
+                f"{ref.path}: manifest {pointer.top_hash[:12]} is not in the cache; run: git quilt fetch {ref.path}",
+                [],
+            ) from None
+        raise exc
+    if pointer.files != len(manifest):
+        progress.warn(f"{ref.pointer}: pointer says {pointer.files} files, manifest has {len(manifest)}")
+    is_file = manifest.meta.get("gitquilt.kind") == "file"
+    if is_file and (len(manifest) != 1 or manifest.keys[0] != ref.name):
+        raise UnsafePath(f"{ref.path}: single-file manifest {pointer.top_hash[:12]} must hold exactly '{ref.name}'")
+    plan = _Plan(ref, pointer, manifest, "file" if is_file else "dir")
+    collisions = case_collisions(manifest.keys)
+    if collisions:
+        shown = "; ".join(" / ".join(g) for g in collisions[:5])
+        progress.warn(f"{ref.path}: file names that differ only by case (they collide on macOS and Windows): {shown}")
+        if _case_insensitive(ws.root):
+            raise UnsafePath(f"{ref.path}: this file system ignores case, so these files would overwrite each other: {shown}")
+    scan = scan_package(ws, ref)
+    if scan.kind == "dir" and is_file:
+        raise UnsafePath(f"{ref.path} is a directory, but the package is a single file; move it away")
+    if scan.kind == "file" and not is_file:
+        raise UnsafePath(f"{ref.path} is a file, but the package is a directory; move it away")
+    plan.leftovers = scan.leftovers
+    plan.existing = scan.files
+    fill_hashes(ws, scan)
+    wanted = set()
+    cache = ws.cache
+    dir_keys = _dir_prefixes(manifest.keys)
+    for i, key in enumerate(manifest.keys):
+        wanted.add(key)
+        fs = scan.files.get(key)
+        if fs is None:
+            if key in scan.symlinks:
+                plan.dirty.append(key)
+                plan.replace_links.append(key)
+            plan.write.append(i)
+            continue
+        if fs.sha256 == manifest.sha256(i) and fs.size == manifest.sizes[i]:
+            if fs.executable != bool(manifest.executable_flags[i]):
+                plan.chmod.append(i)
+            else:
+                plan.unchanged += 1
+            continue
+        if not (fs.sha256 and cache.has(fs.sha256)):
+            plan.dirty.append(key)
+        plan.write.append(i)
+    for key, fs in scan.files.items():
+        if key in wanted:
+            continue
+        if key in dir_keys:
+            plan.blocked_dirs.append(key)
+            continue
+        if not (fs.sha256 and cache.has(fs.sha256)):
+            plan.dirty.append(key)
+        plan.delete.append(key)
+    for key in scan.symlinks + scan.special:
+        if key not in wanted:
+            plan.dirty.append(key)
+            plan.delete.append(key)
+    # a directory standing where the manifest has a file
+    if scan.kind == "dir":
+        for i in plan.write:
+            key = manifest.keys[i]
+            if any(k.startswith(key + "/") for k in scan.files) or os.path.isdir(ws.root / ref.path / key):
+                plan.blocked_dirs.append(key)
+    return plan
+
+
+def _dir_prefixes(keys: list[str]) -> set[str]:
+    out: set[str] = set()
+    for key in keys:
+        idx = key.rfind("/")
+        while idx > 0:
+            parent = key[:idx]
+            if parent in out:
+                break
+            out.add(parent)
+            idx = parent.rfind("/")
+    return out
+
+
+def _case_insensitive(root: os.PathLike[str] | str) -> bool:
+    probe = os.path.join(root, ".git")
+    return os.path.exists(probe.upper()) and os.path.exists(probe)
+
+
+def _ensure_fragments(ws: Workspace, plans: list[_Plan], fetcher: Fetcher | None) -> None:
+    needed = {p.manifest.sha256(i) for p in plans for i in p.write}
+    missing = ws.cache.missing(needed)
+    if missing and fetcher is not None:
+        fetcher(ws, [p.ref for p in plans], missing)
+        missing = ws.cache.missing(missing)
+    if missing:
+        names = " ".join(p.ref.path for p in plans)
+        raise MissingFragments(
+            f"{len(missing)} fragment(s) are not in the cache; run: git quilt fetch {names}", missing
+        )
+
+
+def _check_space(ws: Workspace, plans: list[_Plan]) -> None:
+    need = sum(p.manifest.sizes[i] for p in plans for i in p.write) if ws.config.link_mode == "copy" else 0
+    if not need:
+        return
+    try:
+        free = shutil.disk_usage(ws.root).free
+    except OSError:
+        return
+    if need > free:
+        raise StoreFullError(
+            f"checkout needs {need} bytes but the disk has {free} free; nothing was written"
+        )
+
+
+def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> CheckoutResult:
+    ref, manifest = plan.ref, plan.manifest
+    result = CheckoutResult(ref.path, plan.pointer.top_hash, unchanged=plan.unchanged)
+    if plan.dirty and force:
+        _save_user_versions(ws, plan, result)
+    base = ref.parent if plan.kind == "file" else ref.path
+    key_prefix = ""
+    with fsutil.SafeDir.open(ws.root, base, create=True) as safe:
+        for name in plan.leftovers:
+            parent, _, leaf = name.rpartition("/")
+            fd = safe.dir_fd(parent, create=False)
+            if fd is not None:
+                try:
+                    os.unlink(leaf, dir_fd=fd)
+                except OSError:
+                    pass
+        progress.start(sum(manifest.sizes[i] for i in plan.write), "B", f"checkout {ref.path}")
+        rows: list[tuple[str, int, int, int, str]] = []
+        root_abs = str(ws.root / base)
+
+        def write_one(i: int) -> None:
+            key = key_prefix + manifest.keys[i]
+            digest = manifest.sha256(i)
+            executable = bool(manifest.executable_flags[i])
+            pfd, fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+            try:
+                safe.replace(pfd, tmp, key)
+            except BaseException:
+                safe.discard(pfd, tmp)
+                raise
+            st = os.stat(key.rpartition("/")[2], dir_fd=pfd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                rows.append((f"{root_abs}/{key}", st.st_size, st.st_mtime_ns, st.st_ino, digest))
+            progress.update(manifest.sizes[i])
+
+        try:
+            if len(plan.write) > 8:
+                # pre-create directories in order, so worker threads never race on mkdir
+                for d in sorted(_dir_prefixes([manifest.keys[i] for i in plan.write])):
+                    safe.dir_fd(d, create=True)
+                with ThreadPoolExecutor(COPY_THREADS) as pool:
+                    for _ in pool.map(write_one, plan.write):
+                        pass
+            else:
+                for i in plan.write:
+                    write_one(i)
+        finally:
+            progress.close()
+            ws.statcache.record(rows)
+        for i in plan.chmod:
+            key = manifest.keys[i]
+            parent, _, leaf = key.rpartition("/")
+            fd = safe.dir_fd(parent, create=False)
+            if fd is not None:
+                mode = stat.S_IMODE(os.stat(leaf, dir_fd=fd, follow_symlinks=False).st_mode)
+                mode = mode | (0o111 & ~_umask()) if manifest.executable_flags[i] else mode & ~0o111
+                os.chmod(leaf, mode, dir_fd=fd)
+        for key in plan.delete:
+            safe.remove_file(key)
+        if plan.delete:
+            safe.remove_empty_dirs([k.rpartition("/")[0] for k in plan.delete if "/" in k])
+    result.written = len(plan.write)
+    result.deleted = len(plan.delete)
+    ws.statcache.set_fingerprint(plan.pointer.top_hash, manifest.files_fingerprint())
+    return result
+
+
+_UMASK: int | None = None
+
+
+def _umask() -> int:
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return _UMASK
+
+
+def _materialise(
+    ws: Workspace, safe: fsutil.SafeDir, key: str, digest: str, size: int, executable: bool
+) -> tuple[int, int | None, str]:
+    """Create the file's bytes under a temporary name beside ``key``."""
+    mode = ws.config.link_mode
+    src = ws.cache.object_path(digest)
+    if mode == "copy":
+        pfd, fd, tmp = safe.create_temp(key, executable)
+        try:
+            with open(src, "rb") as s:
+                fsutil.copy_fd(s.fileno(), fd, size)
+        except BaseException:
+            os.close(fd)
+            safe.discard(pfd, tmp)
+            raise
+        os.close(fd)
+        return pfd, None, tmp
+    parent = key.rpartition("/")[0]
+    pfd = safe.dir_fd(parent, create=True)
+    assert pfd is not None
+    tmp = fsutil.tmp_name(key.rpartition("/")[2])
+    if mode == "hardlink":
+        os.chmod(src, 0o555 if executable else 0o444)
+        os.link(src, tmp, dst_dir_fd=pfd)
+    else:
+        os.symlink(str(src), tmp, dir_fd=pfd)
+    return pfd, None, tmp
+
+
+def _save_user_versions(ws: Workspace, plan: _Plan, result: CheckoutResult) -> None:
+    """With --force, keep every file about to be lost in the cache, as a package of its own."""
+    entries: list[Entry] = []
+    with ws.cache.batch() as batch:
+        for key in plan.dirty:
+            fs = plan.existing.get(key)
+            if fs is None:
+                continue  # symlinks and special files: nothing of ours to keep
+            digest, size = batch.put_file(fs.abs_path)
+            entries.append(Entry(key, digest, size, fs.executable))
+    if entries:
+        saved = Manifest.from_entries(entries, {"message": f"saved by checkout --force of {plan.ref.path}"})
+        result.saved_top_hash = ws.cache.put_manifest(saved)
+        result.saved = [e.key for e in entries]

@@ -1,0 +1,156 @@
+"""Scan a package's files in the work tree and hash what the stat cache cannot vouch for."""
+
+from __future__ import annotations
+
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitquilt import fsutil
+from gitquilt.digest import hash_file
+from gitquilt.errors import UnsafePath
+from gitquilt.ops.progress import NullProgress, Progress
+from gitquilt.ops.workspace import PackageRef, Workspace
+from gitquilt.statcache import stat_key
+from gitquilt.store import WriteBatch
+
+#: Hashing threads: hashlib releases the GIL on large buffers, and small files
+#: overlap their system calls, so a few threads per core pay off.
+HASH_THREADS = max(4, min(32, 2 * (os.cpu_count() or 2)))
+
+
+@dataclass
+class FileState:
+    """One file found in the work tree."""
+
+    key: str
+    abs_path: str
+    size: int
+    mtime_ns: int
+    ino: int
+    executable: bool
+    sha256: str | None = None
+
+
+@dataclass
+class Scan:
+    """What a package directory holds right now."""
+
+    ref: PackageRef
+    kind: str  # "dir", "file" or "absent"
+    files: dict[str, FileState] = field(default_factory=dict)
+    symlinks: list[str] = field(default_factory=list)
+    special: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)  # our own temp files (interrupted writes)
+    not_nfc: list[str] = field(default_factory=list)
+
+
+def _state(key: str, path: str, st: os.stat_result) -> FileState:
+    return FileState(key, path, st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & stat.S_IXUSR))
+
+
+def scan_package(ws: Workspace, ref: PackageRef) -> Scan:
+    """List the files of ``ref`` in the work tree (no hashing), refusing symlinked parents."""
+    target = ws.root / ref.path
+    _check_parents(ws.root, ref)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return Scan(ref, "absent")
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePath(f"{ref.path} is a symbolic link; refusing to follow it")
+    if stat.S_ISREG(st.st_mode):
+        scan = Scan(ref, "file")
+        scan.files[ref.name] = _state(ref.name, str(target), st)
+        return scan
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePath(f"{ref.path} is neither a file nor a directory")
+    scan = Scan(ref, "dir")
+    import unicodedata
+
+    for rel, entry in fsutil.walk_files(target):
+        name = entry.name
+        if fsutil.tmp_owner_pid(name) is not None:
+            scan.leftovers.append(rel)
+            continue
+        est = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(est.st_mode):
+            scan.symlinks.append(rel)
+        elif not stat.S_ISREG(est.st_mode):
+            scan.special.append(rel)
+        else:
+            if not rel.isascii() and unicodedata.normalize("NFC", rel) != rel:
+                scan.not_nfc.append(rel)
+            scan.files[rel] = _state(rel, entry.path, est)
+    return scan
+
+
+def _check_parents(root: Path, ref: PackageRef) -> None:
+    """Refuse a package whose parent directories include a symlink (it could lead outside)."""
+    cur = root
+    for part in ref.parent.split("/") if ref.parent else []:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{ref.path}: parent directory {cur.relative_to(root)} is a symbolic link; refusing it")
+
+
+def fill_hashes(
+    ws: Workspace,
+    scan: Scan,
+    batch: WriteBatch | None = None,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+) -> None:
+    """Set ``sha256`` on every scanned file: from the stat cache when it vouches for the
+    file, else by reading it (storing the bytes in the cache when ``batch`` is given)."""
+    progress = progress or NullProgress()
+    known = ws.statcache.lookup_dir(str(ws.root / scan.ref.path)) if scan.kind == "dir" else {}
+    if scan.kind == "file":
+        known = {k: v for k, v in ws.statcache.lookup_dir(str((ws.root / scan.ref.path).parent)).items()}
+    todo: list[FileState] = []
+    for fs in scan.files.values():
+        hit = known.get(fs.abs_path)
+        if hit is not None and hit[:3] == (fs.size, fs.mtime_ns, fs.ino):
+            if batch is None or ws.cache.has(hit[3]):
+                fs.sha256 = hit[3]
+                continue
+        todo.append(fs)
+    if not todo:
+        return
+    progress.start(sum(f.size for f in todo), "B", "hashing")
+
+    def work(fs: FileState) -> FileState:
+        if batch is not None:
+            fs.sha256, size = batch.put_file(fs.abs_path)
+        else:
+            fs.sha256, size = hash_file(fs.abs_path)
+        fs.size = size  # what was hashed, even if the file changed since the scan
+        progress.update(size)
+        return fs
+
+    rows = []
+    threads = min(jobs or HASH_THREADS, HASH_THREADS, len(todo))
+    if threads <= 1:
+        done = map(work, todo)
+    else:
+        pool = ThreadPoolExecutor(threads)
+        done = pool.map(work, todo)
+    try:
+        for fs in done:
+            try:
+                st = os.stat(fs.abs_path, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat_key(st) == (fs.size, fs.mtime_ns, fs.ino):
+                rows.append((fs.abs_path, fs.size, fs.mtime_ns, fs.ino, fs.sha256))
+    finally:
+        if threads > 1:
+            pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
+    ws.statcache.record(rows)  # type: ignore[arg-type]

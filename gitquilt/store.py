@@ -1,0 +1,410 @@
+"""Content-addressed store over a directory: the local cache, and directory remotes.
+
+Layout (DESIGN.md): ``objects/sha256/<2 hex>/<62 hex>`` holds fragment bytes,
+``manifests/<top hash>.parquet`` holds manifests. A key only ever holds bytes that
+hash to it: bytes are written to ``tmp/``, hashed on the way, checked, made durable
+and then linked into place (link-if-absent, so concurrent writers of the same
+fragment are harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from gitquilt import fsutil
+from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, HashingWriter, check_digest, expect_digest, hash_bytes, is_digest
+from gitquilt.errors import IntegrityError, NotFound, QuiltError
+from gitquilt.manifest import resolve_prefix
+
+if TYPE_CHECKING:
+    from gitquilt.manifest import Manifest
+
+#: Temporary files of dead writers older than this are removed by :meth:`Store.clean_tmp`.
+STALE_TMP_SECONDS = 3600
+FSYNC_MODES = ("batch", "always", "never")
+
+
+class StoreError(QuiltError):
+    """The store cannot be read or written (permissions, full disk)."""
+
+
+def _store_error(exc: OSError, what: str) -> StoreError:
+    if exc.errno == errno.ENOSPC:
+        return StoreError(f"{what}: no space left on device")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StoreError(f"{what}: permission denied ({exc.strerror})")
+    return StoreError(f"{what}: {exc.strerror or exc}")
+
+
+class Store:
+    """A content-addressed directory of fragments and manifests."""
+
+    def __init__(self, root: Path, fsync: str = "batch", read_only_objects: bool = False) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects" / "sha256"
+        self.manifests = self.root / "manifests"
+        self.tmp = self.root / "tmp"
+        self.quarantine_dir = self.root / "quarantine"
+        self.fsync = fsync
+        #: Cache files are made read-only when work trees hardlink or symlink to them.
+        self.read_only_objects = read_only_objects
+
+    def ensure(self) -> "Store":
+        """Create the directory skeleton (idempotent)."""
+        try:
+            for d in (self.objects, self.manifests, self.tmp):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _store_error(exc, f"cannot create store at {self.root}") from None
+        return self
+
+    # -- fragments ------------------------------------------------------------------
+    def object_path(self, digest: str) -> Path:
+        return self.objects / digest[:2] / digest[2:]
+
+    def has(self, digest: str) -> bool:
+        return os.path.exists(self.object_path(digest))
+
+    def missing(self, digests: Iterable[str]) -> list[str]:
+        """The digests not present, sorted."""
+        return sorted(d for d in set(digests) if not self.has(d))
+
+    def open(self, digest: str) -> BinaryIO:
+        try:
+            return open(self.object_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"fragment {digest} is not in the store at {self.root}") from None
+
+    def iter_objects(self) -> Iterator[str]:
+        """Every digest stored (order unspecified); stray names are skipped."""
+        if not self.objects.is_dir():
+            return
+        for sub in os.scandir(self.objects):
+            if len(sub.name) != 2 or not sub.is_dir(follow_symlinks=False):
+                continue
+            for entry in os.scandir(sub.path):
+                digest = sub.name + entry.name
+                if is_digest(digest):
+                    yield digest
+
+    def batch(self) -> "WriteBatch":
+        """Group writes so that one file-system sync covers them all (see :class:`WriteBatch`)."""
+        return WriteBatch(self)
+
+    def put_bytes(self, data: bytes, expected: str | None = None) -> str:
+        """Store ``data``; verify against ``expected`` if given. Returns the digest."""
+        with self.batch() as b:
+            return b.put_bytes(data, expected)
+
+    def put_stream(self, stream: BinaryIO, expected: str, size: int | None = None, where: str = "") -> str:
+        """Store a stream that must hash to ``expected`` (and be ``size`` bytes, if given)."""
+        with self.batch() as b:
+            return b.put_stream(stream, expected, size, where)
+
+    def put_file(self, path: Path, expected: str | None = None) -> tuple[str, int]:
+        """Store a file's bytes (copied, hashed on the way). Returns (digest, size)."""
+        with self.batch() as b:
+            return b.put_file(path, expected)
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.object_path(digest))
+
+    def quarantine(self, digest: str) -> Path:
+        """Move a damaged fragment out of the way into ``quarantine/`` and return where."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        dest = self.quarantine_dir / f"{digest}.{int(time.time())}"
+        os.replace(self.object_path(digest), dest)
+        return dest
+
+    # -- manifests ------------------------------------------------------------------
+    def manifest_path(self, top_hash: str) -> Path:
+        return self.manifests / f"{top_hash}.parquet"
+
+    def has_manifest(self, top_hash: str) -> bool:
+        return os.path.exists(self.manifest_path(top_hash))
+
+    def put_manifest(self, manifest: "Manifest") -> str:
+        """Write a manifest (Parquet) under its top hash; returns the top hash."""
+        from gitquilt.manifest_io import manifest_to_bytes
+
+        top = manifest.top_hash
+        if not self.has_manifest(top):
+            self.put_manifest_bytes(manifest_to_bytes(manifest), top, verified=True)
+        return top
+
+    def put_manifest_bytes(self, data: bytes, top_hash: str, verified: bool = False, where: str = "") -> None:
+        """Store Parquet bytes under ``top_hash``; unless ``verified``, decode and check them first."""
+        check_digest(top_hash, "top hash")
+        if not verified:
+            from gitquilt.manifest_io import read_manifest_bytes
+
+            read_manifest_bytes(data, top_hash, where or "manifest")
+        self.manifests.mkdir(parents=True, exist_ok=True)
+        try:
+            fsutil.atomic_write_bytes(self.manifest_path(top_hash), data, durable=self.fsync != "never")
+        except OSError as exc:
+            raise _store_error(exc, f"cannot write manifest {top_hash[:12]} to {self.root}") from None
+
+    def read_manifest(self, top_hash: str) -> "Manifest":
+        """Load and validate a manifest (its content must hash to ``top_hash``)."""
+        from gitquilt.manifest_io import read_manifest_file
+
+        path = self.manifest_path(top_hash)
+        if not path.exists():
+            raise NotFound(f"manifest {top_hash} is not in the store at {self.root}")
+        return read_manifest_file(str(path), top_hash, where=f"manifest in {self.root}")
+
+    def manifest_bytes(self, top_hash: str) -> bytes:
+        try:
+            return self.manifest_path(top_hash).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"manifest {top_hash} is not in the store at {self.root}") from None
+
+    def iter_manifests(self) -> Iterator[str]:
+        if not self.manifests.is_dir():
+            return
+        for entry in os.scandir(self.manifests):
+            name = entry.name
+            if name.endswith(".parquet") and is_digest(name[:-8]):
+                yield name[:-8]
+
+    def resolve(self, prefix: str) -> str:
+        """Resolve a top-hash prefix (≥ 7 hex) against the stored manifests."""
+        if is_digest(prefix):
+            return prefix
+        return resolve_prefix(prefix, self.iter_manifests())
+
+    # -- housekeeping -----------------------------------------------------------------
+    def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:
+        """Remove temporary files left by dead writers (kill -9). Returns how many."""
+        removed = 0
+        if not self.tmp.is_dir():
+            return 0
+        now = time.time()
+        for entry in os.scandir(self.tmp):
+            pid = fsutil.tmp_owner_pid(entry.name)
+            try:
+                age = now - entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            dead = pid is not None and not fsutil.pid_alive(pid)
+            if dead or age > max_age:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
+
+class WriteBatch:
+    """Writes fragments to ``tmp/`` and links them into place together on commit.
+
+    Order on commit, for durability (RELIABILITY.md §28): the file data is flushed
+    (one ``syncfs`` for the batch, or ``fsync`` per file with ``fsync = "always"``)
+    before any file is linked under its final name, and the directories that gained
+    names are fsynced after. Thread-safe: worker threads may put concurrently.
+    """
+
+    #: Commit automatically once this many files are pending, to bound ``tmp/``.
+    MAX_PENDING = 4096
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[tuple[str, Path]] = []
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        store.ensure()
+
+    def __enter__(self) -> "WriteBatch":
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def _new_tmp(self) -> tuple[str, int]:
+        name = str(self.store.tmp / fsutil.tmp_name("frag"))
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise _store_error(exc, f"cannot write to {self.store.tmp}") from None
+        return name, fd
+
+    def _claim(self, digest: str) -> bool:
+        """True if this batch should write ``digest`` (absent and not already pending)."""
+        with self._lock:
+            if digest in self._claimed:
+                return False
+            if self.store.has(digest):
+                return False
+            self._claimed.add(digest)
+            return True
+
+    def _add_pending(self, tmp: str, digest: str) -> None:
+        with self._lock:
+            self._pending.append((tmp, self.store.object_path(digest)))
+            full = len(self._pending) >= self.MAX_PENDING
+        if full:
+            self.commit()
+
+    def _finish_tmp(self, fd: int) -> None:
+        if self.store.fsync == "always":
+            os.fsync(fd)
+        if self.store.read_only_objects:
+            os.fchmod(fd, 0o444)
+
+    def put_bytes(self, data: bytes | memoryview, expected: str | None = None, where: str = "") -> str:
+        digest = hash_bytes(data)
+        if expected is not None:
+            expect_digest(digest, expected, len(data), where or f"fragment {expected}")
+        if not self._claim(digest):
+            return digest
+        name, fd = self._new_tmp()
+        try:
+            try:
+                with os.fdopen(os.dup(fd), "wb") as f:
+                    f.write(data)
+                self._finish_tmp(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._drop_claim(digest, name)
+            raise _store_error(exc, f"cannot write fragment {digest[:12]} to {self.store.root}") from None
+        self._add_pending(name, digest)
+        return digest
+
+    def put_stream(self, stream: BinaryIO, expected: str, size: int | None = None, where: str = "") -> str:
+        """Copy a stream into the store, verifying digest and size; nothing is kept on mismatch."""
+        if self.store.has(expected):
+            return expected
+        name, fd = self._new_tmp()
+        ok = False
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                w = HashingWriter(raw)  # type: ignore[arg-type]
+                limit = None if size is None else size + 1
+                while True:
+                    want = BLOCK_SIZE if limit is None else min(BLOCK_SIZE, limit - w.size)
+                    if want <= 0:
+                        break
+                    chunk = stream.read(want)
+                    if not chunk:
+                        break
+                    w.write(chunk)
+                raw.flush()
+                self._finish_tmp(raw.fileno())
+            label = where or f"fragment {expected}"
+            if size is not None and w.size != size:
+                raise IntegrityError(f"{label}: expected {size} bytes, got {w.size if w.size <= size else 'more'}")
+            expect_digest(w.hexdigest(), expected, w.size, label)
+            ok = True
+        except OSError as exc:
+            raise _store_error(exc, f"cannot write fragment {expected[:12]} to {self.store.root}") from None
+        finally:
+            if not ok:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+        if self._claim(expected):
+            self._add_pending(name, expected)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        return expected
+
+    def put_file(self, path: Path | str, expected: str | None = None) -> tuple[str, int]:
+        """Hash a file and copy it into the store in one pass. Returns (digest, size)."""
+        try:
+            with open(path, "rb", buffering=0) as f:
+                size = os.fstat(f.fileno()).st_size
+                if size <= SMALL_FILE:
+                    data = f.read()
+                    if len(data) != size:  # changed while reading: hash what we read
+                        size = len(data)
+                    return self.put_bytes(data, expected, str(path)), size
+                name, fd = self._new_tmp()
+                ok = False
+                try:
+                    with os.fdopen(fd, "wb") as raw:
+                        w = HashingWriter(raw)  # type: ignore[arg-type]
+                        buf = bytearray(BLOCK_SIZE)
+                        view = memoryview(buf)
+                        while n := f.readinto(view):
+                            w.write(view[:n])
+                        raw.flush()
+                        self._finish_tmp(raw.fileno())
+                    digest = w.hexdigest()
+                    if expected is not None:
+                        expect_digest(digest, expected, w.size, str(path))
+                    ok = True
+                finally:
+                    if not ok:
+                        with contextlib.suppress(OSError):
+                            os.unlink(name)
+        except OSError as exc:
+            raise _store_error(exc, f"cannot store {path}") from None
+        if self._claim(digest):
+            self._add_pending(name, digest)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        return digest, w.size
+
+    def _drop_claim(self, digest: str, tmp: str) -> None:
+        with self._lock:
+            self._claimed.discard(digest)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+    def commit(self) -> None:
+        """Flush pending data, link each file under its final name, fsync the directories."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if self.store.fsync == "batch":
+            fsutil.syncfs(self.store.tmp)
+        dirs: set[Path] = set()
+        try:
+            for tmp, final in pending:
+                try:
+                    os.link(tmp, final)
+                except FileNotFoundError:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    dirs.add(final.parent.parent)
+                    try:
+                        os.link(tmp, final)
+                    except FileExistsError:
+                        pass
+                except FileExistsError:
+                    pass  # another writer stored the same bytes first
+                except OSError as exc:
+                    if exc.errno not in (errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                        raise
+                    os.replace(tmp, final)  # no hard links here: rename identical bytes
+                dirs.add(final.parent)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError as exc:
+            self.abort(pending)
+            raise _store_error(exc, f"cannot store fragments in {self.store.root}") from None
+        if self.store.fsync != "never":
+            for d in dirs:
+                fsutil.fsync_dir(d)
+
+    def abort(self, pending: list[tuple[str, Path]] | None = None) -> None:
+        """Drop temporary files not yet linked."""
+        if pending is None:
+            with self._lock:
+                pending, self._pending = self._pending, []
+        for tmp, _final in pending:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
