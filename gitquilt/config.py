@@ -19,7 +19,12 @@ from gitquilt.errors import ConfigError
 CONFIG_FILE = ".gitquilt.toml"
 LINK_MODES = ("copy", "hardlink", "symlink")
 DEFAULT_JOBS = 32
-_FORBIDDEN_WORDS = ("secret", "password", "token", "access_key", "credential", "command", "exec", "hook")
+_FORBIDDEN_WORDS = (
+    "secret", "password", "token", "access_key", "credential", "command", "exec", "hook", "driver", "textconv",
+    "program", "shell",
+)
+#: Tables whose name holds a forbidden word but which may hold these harmless keys only.
+_ALLOWED_TABLES = {"hooks": ("autofetch",)}
 
 
 @dataclass
@@ -58,7 +63,15 @@ def _check_no_secrets(doc: Any, where: str, path: str = "") -> None:
     if isinstance(doc, dict):
         for k, v in doc.items():
             lowered = str(k).lower()
-            if any(w in lowered for w in _FORBIDDEN_WORDS):
+            allowed = _ALLOWED_TABLES.get(lowered) if not path else None
+            if allowed is not None and isinstance(v, dict):
+                extra = [str(key) for key in v if key not in allowed]
+                if extra:
+                    raise ConfigError(
+                        f"{where}: '{k}.{extra[0]}' is not allowed in the tracked config "
+                        f"([{k}] may only set {', '.join(allowed)}; nothing executable can be configured)"
+                    )
+            elif any(w in lowered for w in _FORBIDDEN_WORDS):
                 raise ConfigError(
                     f"{where}: '{path}{k}' is not allowed in the tracked config "
                     "(credentials come from boto3's usual chain; nothing executable can be configured)"
