@@ -26,6 +26,10 @@ COMMANDS = {
     "export": "cmd_export",
     "verify": "cmd_verify",
     "textconv": "cmd_textconv",
+    "install": "cmd_install",
+    "uninstall": "cmd_uninstall",
+    "hook": "cmd_hook",
+    "merge-driver": "cmd_merge_driver",
 }
 
 
