@@ -39,8 +39,7 @@ class GitRepo:
             raise UsageError("gitquilt needs a git work tree; this repository is bare")
         self.root = Path(repo.workdir).resolve()
         self.git_dir = Path(repo.path).resolve()
-        common = getattr(repo, "commondir", None)
-        self.common_dir = Path(common).resolve() if common else self.git_dir
+        self.common_dir = _common_dir(self.git_dir)
         self._index_paths: set[str] | None = None
 
     @classmethod
@@ -275,6 +274,17 @@ class GitRepo:
             if e.path.endswith(POINTER_SUFFIX):
                 blobs.setdefault(str(e.id), e.path)
         return blobs
+
+
+def _common_dir(git_dir: Path) -> Path:
+    """The directory shared by all worktrees (pygit2 has no accessor): ``commondir`` names it."""
+    try:
+        text = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return git_dir
+    except OSError as exc:
+        raise QuiltError(f"cannot read {git_dir / 'commondir'}: {exc.strerror}") from None
+    return (git_dir / text).resolve() if text else git_dir
 
 
 def _blob_at(tree: pygit2.Tree, relpath: str) -> pygit2.Oid | None:

@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="git quilt", standalone_mode=False)
-        return 0
+        rv = cli.main(args=argv, prog_name="git quilt", standalone_mode=False)
+        # without standalone mode, click returns ctx.exit(N)'s code instead of raising
+        return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
