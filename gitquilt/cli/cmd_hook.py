@@ -43,4 +43,4 @@ def command(name: str, args: tuple[str, ...]) -> None:
     for message in outcome.errors:
         render.error(message)
     if outcome.exit_code:
-        raise click.exceptions.Exit(outcome.exit_code)
+        raise SystemExit(outcome.exit_code)

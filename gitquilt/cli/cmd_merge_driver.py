@@ -54,7 +54,7 @@ def command(base: str, ours: str, theirs: str, path: str) -> None:
         f"{path} now keeps our version of them (ours {result.ours[:12]}); "
         f"theirs: git quilt export {pkg} DIR --top-hash {result.theirs[:12]}"
     )
-    raise click.exceptions.Exit(1)
+    raise SystemExit(1)
 
 
 def _read(path: str) -> bytes:
