@@ -26,9 +26,11 @@ MIN_PREFIX = 7
 def canonical_json(value: Any) -> str:
     """Canonical JSON: sorted keys, no spaces, UTF-8 (non-ASCII kept as is)."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")  # a lone surrogate ("\ud800") has no UTF-8 form
     except (TypeError, ValueError) as exc:
         raise FormatError(f"metadata is not representable as JSON: {exc}") from None
+    return text
 
 
 def check_canonical_json(text: str, what: str) -> str:
