@@ -190,14 +190,15 @@ def conflict_text(pointer: Pointer, path: str, ours: str, theirs: str, conflicts
     """
     pkg = path[: -len(".quilt")] if path.endswith(".quilt") else path
     body = pointer.to_bytes()
-    head = [
-        "# CONFLICT (gitquilt merge): files changed differently on both sides; this pointer keeps OUR version",
-        f"# of them and every other change of both sides. ours = {ours}",
+    head = [f"# CONFLICT (gitquilt merge): {len(conflicts)} file(s) changed differently on both sides:"]
+    tail = [
+        "# This pointer names every clean change of both sides plus OUR version of those files.",
+        f"# ours   = {ours}",
         f"# theirs = {theirs}",
         f"# their files: git quilt export {pkg} DIR --top-hash {theirs[:12]}",
         f"# resolve: put the right files in {pkg}/, then: git quilt add {pkg} && git add {path}",
     ]
-    room = MAX_POINTER_BYTES - len(body) - sum(len(h.encode()) + 1 for h in head) - 80
+    room = MAX_POINTER_BYTES - len(body) - sum(len(line.encode()) + 1 for line in head + tail) - 64
     listed: list[str] = []
     used = 0
     for key in conflicts:
@@ -207,9 +208,6 @@ def conflict_text(pointer: Pointer, path: str, ours: str, theirs: str, conflicts
             break
         listed.append(line)
         used += size
-    more = len(conflicts) - len(listed)
-    lines = head[:1] + [f"# conflicting ({len(conflicts)}):"] + listed
-    if more:
-        lines.append(f"#   … and {more} more (printed by the merge)")
-    lines += head[1:]
-    return ("\n".join(lines) + "\n").encode() + body
+    if len(listed) < len(conflicts):
+        listed.append(f"#   … and {len(conflicts) - len(listed)} more (printed by the merge)")
+    return ("\n".join(head + listed + tail) + "\n").encode() + body
