@@ -98,7 +98,7 @@ class Workspace:
             from gitquilt.errors import NotFound
 
             raise NotFound(f"{ref.pointer} does not exist at {rev}")
-        return pointer_mod.parse_pointer(data, f"{ref.pointer}@{rev}")
+        return pointer_mod.parse_pointer(data, f"{ref.pointer}@{rev}", file_name=ref.pointer)
 
     def all_packages(self, rev: str | None = None) -> list[PackageRef]:
         """Packages whose pointers are in git's index plus the work tree (or in ``rev``)."""

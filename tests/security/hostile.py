@@ -1,0 +1,71 @@
+"""Build manifests the way an attacker would: straight with pyarrow, bypassing every check.
+
+The top hash is computed here from the canonical text v1 (docs/FORMAT.md) written out
+by hand, so a hostile manifest hashes correctly to its own name and is refused for its
+content, not for a hash mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+Row = tuple[str, str, int, bool, str]  # key, sha256, size, executable, entry meta
+
+COLUMNS = ("logical_key", "sha256", "size", "executable", "meta")
+TYPES = (pa.string(), pa.string(), pa.int64(), pa.bool_(), pa.string())
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_text(rows: Sequence[Row], meta_text: str = "{}") -> bytes:
+    """Canonical text v1 of rows taken as they are (no sorting, no checks)."""
+    out = [b"gitquilt-manifest 1\n", f"meta\t{meta_text}\n".encode()]
+    for key, digest, size, executable, meta in rows:
+        out.append(f"{key}\t{digest}\t{size}\t{'x' if executable else '-'}\t{meta}\n".encode("utf-8", "surrogatepass"))
+    return b"".join(out)
+
+
+def top_hash(rows: Sequence[Row], meta_text: str = "{}") -> str:
+    return hashlib.sha256(canonical_text(rows, meta_text)).hexdigest()
+
+
+def parquet_bytes(columns: dict[str, Any], metadata: dict[bytes, bytes] | None = None) -> bytes:
+    """Write arbitrary columns (name → pa.Array or list) and key-value metadata as Parquet."""
+    arrays = [c if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c) for c in columns.values()]
+    table = pa.Table.from_arrays(arrays, names=list(columns))
+    if metadata is not None:
+        table = table.replace_schema_metadata(metadata)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def hostile_manifest(
+    rows: Sequence[Row],
+    meta_text: str = "{}",
+    extra_metadata: dict[bytes, bytes] | None = None,
+) -> tuple[bytes, str]:
+    """Parquet bytes holding ``rows`` exactly as given, and the top hash they hash to."""
+    columns = {
+        "logical_key": pa.array([r[0] for r in rows], pa.string()),
+        "sha256": pa.array([r[1] for r in rows], pa.string()),
+        "size": pa.array([r[2] for r in rows], pa.int64()),
+        "executable": pa.array([r[3] for r in rows], pa.bool_()),
+        "meta": pa.array([r[4] for r in rows], pa.string()),
+    }
+    metadata = {b"gitquilt.meta": meta_text.encode()}
+    metadata.update(extra_metadata or {})
+    return parquet_bytes(columns, metadata), top_hash(rows, meta_text)
+
+
+def row(key: str, data: bytes, executable: bool = False, meta: str = "{}") -> Row:
+    """An entry for ``data`` under ``key``."""
+    return (key, sha(data), len(data), executable, meta)
