@@ -33,7 +33,9 @@ class StatCache:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
+                # switching a new database to WAL skips the busy handler; a racing process switches it anyway
+                with contextlib.suppress(sqlite3.OperationalError):
+                    db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER,"
@@ -41,7 +43,7 @@ class StatCache:
                 )
                 db.execute("CREATE TABLE IF NOT EXISTS fingerprints (top_hash TEXT PRIMARY KEY, files_fp TEXT)")
                 self._db = db
-            except sqlite3.Error:
+            except (sqlite3.Error, OSError):
                 return None
         return self._db
 
