@@ -77,6 +77,9 @@ def _check_no_secrets(doc: Any, where: str, path: str = "") -> None:
                     "(credentials come from boto3's usual chain; nothing executable can be configured)"
                 )
             _check_no_secrets(v, where, f"{path}{k}.")
+    elif isinstance(doc, list):
+        for item in doc:
+            _check_no_secrets(item, where, path)
     elif isinstance(doc, str):
         check_no_control(doc, f"{where}: value of '{path.rstrip('.')}'")
 
