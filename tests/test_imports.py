@@ -1,0 +1,55 @@
+"""Start-up cost: importing gitquilt or its CLI must not load heavy libraries (click-style test).
+
+Each check runs in a fresh interpreter and inspects ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, quilt_env
+
+HEAVY = ("boto3", "botocore", "pyarrow", "torch")
+ROOT = Path(__file__).resolve().parents[1]
+
+_PROBE = """
+import json, sys
+{code}
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+"""
+
+
+def _loaded(code: str, cwd: Path = ROOT) -> list[str]:
+    p = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=HEAVY)], cwd=cwd, env=quilt_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    loaded: list[str] = json.loads(p.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize("module", ["gitquilt", "gitquilt.cli.main"])
+def test_import_loads_nothing_heavy(module: str) -> None:
+    assert _loaded(f"import {module}") == []
+
+
+def test_the_probe_sees_heavy_imports() -> None:
+    """The check above is not vacuous: importing the Parquet layer does load pyarrow."""
+    assert "pyarrow" in _loaded("import gitquilt.manifest_io")
+
+
+def test_cli_help_loads_nothing_heavy() -> None:
+    code = "from gitquilt.cli.main import run\nassert run(['--help']) == 0"
+    assert _loaded(code) == []
+
+
+def test_post_checkout_hook_without_pointer_changes_loads_nothing_heavy(repo: Repo) -> None:
+    repo.write("code.py", "print('hi')\n")
+    repo.git("add", "code.py")
+    repo.git("commit", "-qm", "code only")
+    code = "from gitquilt.cli.main import run\nrc = run(['hook', 'post-checkout', 'HEAD', 'HEAD', '1'])\nassert rc == 0, rc"
+    assert _loaded(code, cwd=repo.root) == []
