@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -69,3 +72,64 @@ def hostile_manifest(
 def row(key: str, data: bytes, executable: bool = False, meta: str = "{}") -> Row:
     """An entry for ``data`` under ``key``."""
     return (key, sha(data), len(data), executable, meta)
+
+
+# -- planting packages into a repository's cache, and checking nothing moved ------------------
+
+def cache_root(repo_root: Path) -> Path:
+    """The default cache of a repository (DESIGN.md: ``<git common dir>/quilt``)."""
+    return repo_root / ".git" / "quilt"
+
+
+def plant(
+    repo_root: Path,
+    package: str,
+    files: Sequence[tuple[str, bytes]],
+    parquet: bytes | None = None,
+    top: str | None = None,
+    meta_text: str = "{}",
+) -> str:
+    """Put a manifest straight into the cache (no validation), its fragments, and a pointer.
+
+    ``files`` are (key, bytes) entries stored in the given order; ``parquet``/``top``
+    replace the generated manifest. Returns the top hash the pointer names.
+    """
+    from gitquilt.pointer import Pointer
+    from gitquilt.store import Store
+
+    store = Store(cache_root(repo_root)).ensure()
+    for _key, data in files:
+        store.put_bytes(data)
+    rows = [row(k, d) for k, d in files]
+    if parquet is None:
+        parquet, computed = hostile_manifest(rows, meta_text)
+        top = top or computed
+    assert top is not None
+    (store.manifests / f"{top}.parquet").write_bytes(parquet)
+    name = package.rpartition("/")[2]
+    pointer = Pointer(name, top, len(rows), sum(r[2] for r in rows)).to_bytes()
+    (repo_root / f"{package}.quilt").write_bytes(pointer)
+    return top
+
+
+def snapshot(base: Path) -> dict[str, object]:
+    """Every path below ``base`` with its type, mode and content; inside a ``.git`` directory
+    only ``hooks/`` and ``config`` are recorded (locks and caches may change there)."""
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(base):
+        rel_dir = Path(dirpath).relative_to(base)
+        if rel_dir.name == ".git":
+            dirnames[:] = [d for d in dirnames if d == "hooks"]
+            filenames = [f for f in filenames if f == "config"]
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            rel = str(rel_dir / name)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_ino, p.read_bytes())
+        dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
+    return out
