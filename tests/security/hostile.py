@@ -12,6 +12,8 @@ import io
 import os
 import stat
 from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,29 @@ def snapshot(base: Path) -> dict[str, object]:
                 out[rel] = ("file", stat.S_IMODE(st.st_mode), st.st_ino, p.read_bytes())
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
     return out
+
+
+@dataclass
+class World:
+    """A repository shared by the tests of one module (see conftest.py ``shared``)."""
+
+    root: Path
+
+    @property
+    def base(self) -> Path:
+        """The directory holding the repository and the ``outside`` directory."""
+        return self.root.parent
+
+    def quilt(self, *args: str) -> tuple[int, str, str]:
+        """Run the CLI in-process (the code the executable runs): (exit code, stdout, stderr)."""
+        from gitquilt.cli.main import run
+
+        out, err = io.StringIO(), io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(self.root)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                rc = run(list(args))
+        finally:
+            os.chdir(cwd)
+        return rc, out.getvalue(), err.getvalue()

@@ -13,13 +13,8 @@ representative cases run the real executable in a fresh repository.
 
 from __future__ import annotations
 
-import io
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,8 +24,8 @@ from gitquilt.errors import IntegrityError
 from gitquilt.manifest import Entry, Manifest
 from gitquilt.manifest_io import manifest_to_bytes
 from gitquilt.store import Store
-from tests.conftest import Repo, quilt_env
-from tests.security.hostile import cache_root, hostile_manifest, parquet_bytes, plant, row, sha, snapshot
+from tests.conftest import Repo
+from tests.security.hostile import World, cache_root, hostile_manifest, parquet_bytes, plant, row, sha, snapshot
 
 VALID = [("a-valid.txt", b"valid bytes"), ("sub/b-valid.txt", b"more valid bytes")]
 
@@ -55,38 +50,6 @@ def base(repo: Repo) -> Path:
     """A fresh repository (for the real executable) with an `outside` directory next to it."""
     _prepare(repo.root)
     return repo.root.parent
-
-
-@dataclass
-class World:
-    root: Path
-
-    @property
-    def base(self) -> Path:
-        return self.root.parent
-
-    def quilt(self, *args: str) -> tuple[int, str, str]:
-        """Run the CLI in-process in this repository: (exit code, stdout, stderr)."""
-        from gitquilt.cli.main import run
-
-        out, err = io.StringIO(), io.StringIO()
-        cwd = os.getcwd()
-        os.chdir(self.root)
-        try:
-            with redirect_stdout(out), redirect_stderr(err):
-                rc = run(list(args))
-        finally:
-            os.chdir(cwd)
-        return rc, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("hostile") / "repo"
-    root.mkdir()
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, env=quilt_env(), check=True)
-    subprocess.run(["git", "quilt", "init"], cwd=root, env=quilt_env(), check=True, capture_output=True)
-    return World(root)
 
 
 @pytest.fixture
