@@ -29,15 +29,42 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 def tmp_name(name: str) -> str:
     """A unique temporary name beside ``name``; the pid lets cleanup spot dead writers."""
-    return f".{name[:100]}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    # cut by UTF-8 bytes, not characters: 100 emoji would overflow NAME_MAX (255 bytes)
+    short = name.encode("utf-8", "surrogateescape")[:100].decode("utf-8", "ignore")
+    return f".{short}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}"
 
 
 def tmp_owner_pid(name: str) -> int | None:
-    """The pid embedded by :func:`tmp_name`, or None."""
+    """The pid embedded by :func:`tmp_name`, or None (also for users' files such as
+    ``report.2024.final.tmp``, which do not have the exact shape of our names)."""
+    if not name.startswith("."):
+        return None
     parts = name.rsplit(".", 3)
-    if len(parts) == 4 and parts[3] == TMP_SUFFIX[1:] and parts[1].isdigit():
+    if (
+        len(parts) == 4 and parts[3] == TMP_SUFFIX[1:] and parts[1].isdigit() and parts[1].isascii()
+        and len(parts[2]) == 8 and all(c in "0123456789abcdef" for c in parts[2])
+    ):
         return int(parts[1])
     return None
+
+
+def remove_dead_tmp(directory: Path, names: list[str]) -> int:
+    """Remove temporary files that dead processes left beside ``names`` in ``directory``."""
+    prefixes = tuple(f".{n.encode('utf-8', 'surrogateescape')[:100].decode('utf-8', 'ignore')}." for n in names)
+    removed = 0
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.startswith(prefixes):
+            continue
+        pid = tmp_owner_pid(entry)
+        if pid is not None and not pid_alive(pid):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(directory, entry))
+                removed += 1
+    return removed
 
 
 def pid_alive(pid: int) -> bool:

@@ -16,16 +16,35 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from gitquilt.errors import LockError
+from gitquilt.errors import ConfigError, LockError
+
+#: Seconds a command waits for a lock held by another live process.
+DEFAULT_TIMEOUT = 30.0
+TIMEOUT_ENV = "GITQUILT_LOCK_TIMEOUT"
+
+
+def default_timeout() -> float:
+    """``GITQUILT_LOCK_TIMEOUT`` (seconds) if set, else :data:`DEFAULT_TIMEOUT`."""
+    text = os.environ.get(TIMEOUT_ENV, "")
+    if not text:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds, not {text!r}")
+    return value
 
 
 class FileLock:
-    """An exclusive (or shared) lock on ``path``; waits up to ``timeout`` seconds."""
+    """An exclusive (or shared) lock on ``path``; waits up to ``timeout`` seconds
+    (default: :func:`default_timeout`)."""
 
-    def __init__(self, path: Path, shared: bool = False, timeout: float = 30.0, what: str = "") -> None:
+    def __init__(self, path: Path, shared: bool = False, timeout: float | None = None, what: str = "") -> None:
         self.path = path
         self.shared = shared
-        self.timeout = timeout
+        self.timeout = default_timeout() if timeout is None else timeout
         self.what = what or str(path)
         self._fd: int | None = None
 

@@ -220,6 +220,7 @@ class WriteBatch:
         self._pending: list[tuple[str, Path]] = []
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
+        self._aborted = False
         store.ensure()
 
     def __enter__(self) -> "WriteBatch":
@@ -232,6 +233,8 @@ class WriteBatch:
             self.abort()
 
     def _new_tmp(self) -> tuple[str, int]:
+        if self._aborted:
+            raise StoreError("write batch was aborted")
         name = str(self.store.tmp / fsutil.tmp_name("frag"))
         try:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -251,6 +254,10 @@ class WriteBatch:
 
     def _add_pending(self, tmp: str, digest: str) -> None:
         with self._lock:
+            if self._aborted:  # a worker thread finishing after Ctrl-C: leave nothing behind
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise StoreError("write batch was aborted")
             self._pending.append((tmp, self.store.object_path(digest)))
             full = len(self._pending) >= self.MAX_PENDING
         if full:
@@ -370,10 +377,10 @@ class WriteBatch:
             pending, self._pending = self._pending, []
         if not pending:
             return
-        if self.store.fsync == "batch":
-            fsutil.syncfs(self.store.tmp)
         dirs: set[Path] = set()
         try:
+            if self.store.fsync == "batch":
+                fsutil.syncfs(self.store.tmp)
             for tmp, final in pending:
                 try:
                     os.link(tmp, final)
@@ -393,9 +400,11 @@ class WriteBatch:
                 dirs.add(final.parent)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
-        except OSError as exc:
+        except BaseException as exc:  # Ctrl-C included: no temp file may outlive us
             self.abort(pending)
-            raise _store_error(exc, f"cannot store fragments in {self.store.root}") from None
+            if isinstance(exc, OSError):
+                raise _store_error(exc, f"cannot store fragments in {self.store.root}") from None
+            raise
         if self.store.fsync != "never":
             for d in dirs:
                 fsutil.fsync_dir(d)
@@ -404,6 +413,7 @@ class WriteBatch:
         """Drop temporary files not yet linked."""
         if pending is None:
             with self._lock:
+                self._aborted = True
                 pending, self._pending = self._pending, []
         for tmp, _final in pending:
             with contextlib.suppress(OSError):

@@ -56,6 +56,8 @@ def add_package(
         )
     ws.cache.ensure()
     ws.cache.clean_tmp()
+    # a crash while writing the pointer or .gitignore (kill -9) leaves a temp file beside them
+    fsutil.remove_dead_tmp(ws.pointer_path(ref).parent, [ws.pointer_path(ref).name, ".gitignore"])
     meta: dict[str, Any] = {}
     if message:
         meta["message"] = message

@@ -10,6 +10,7 @@ package of their own whose top hash is reported.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitquilt import fsutil
-from gitquilt.errors import DirtyWorkTree, MissingFragments, QuiltError, StoreFullError, UnsafePath
+from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, QuiltError, StoreFullError, UnsafePath
 from gitquilt.keys import case_collisions
 from gitquilt.lock import FileLock
 from gitquilt.manifest import Entry, Manifest
@@ -197,17 +198,32 @@ def _ensure_fragments(ws: Workspace, plans: list[_Plan], fetcher: Fetcher | None
 
 
 def _check_space(ws: Workspace, plans: list[_Plan]) -> None:
-    need = sum(p.manifest.sizes[i] for p in plans for i in p.write) if ws.config.link_mode == "copy" else 0
-    if not need:
+    if ws.config.link_mode != "copy":
         return
-    try:
-        free = shutil.disk_usage(ws.root).free
-    except OSError:
-        return
-    if need > free:
-        raise StoreFullError(
-            f"checkout needs {need} bytes but the disk has {free} free; nothing was written"
-        )
+    # per file system: a package directory may be a mount of its own
+    need_by_dev: dict[int, tuple[int, str]] = {}
+    for p in plans:
+        need = sum(p.manifest.sizes[i] for i in p.write)
+        if not need:
+            continue
+        where = ws.root / p.ref.path
+        while not where.exists() and where != ws.root:
+            where = where.parent
+        try:
+            dev = os.stat(where).st_dev
+        except OSError:
+            continue
+        total, _ = need_by_dev.get(dev, (0, ""))
+        need_by_dev[dev] = (total + need, str(where))
+    for need, where in need_by_dev.values():
+        try:
+            free = shutil.disk_usage(where).free
+        except OSError:
+            continue
+        if need > free:
+            raise StoreFullError(
+                f"checkout needs {need} bytes but the disk has {free} free; nothing was written"
+            )
 
 
 def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> CheckoutResult:
@@ -234,7 +250,15 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
             key = key_prefix + manifest.keys[i]
             digest = manifest.sha256(i)
             executable = bool(manifest.executable_flags[i])
-            pfd, fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+            try:
+                pfd, fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise StoreFullError(
+                        f"no space left on device while writing {ref.path}/{key}; nothing partial was left "
+                        "at a final path: free some space and rerun the checkout"
+                    ) from None
+                raise
             try:
                 safe.replace(pfd, tmp, key)
             except BaseException:
@@ -250,9 +274,12 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 # pre-create directories in order, so worker threads never race on mkdir
                 for d in sorted(_dir_prefixes([manifest.keys[i] for i in plan.write])):
                     safe.dir_fd(d, create=True)
-                with ThreadPoolExecutor(COPY_THREADS) as pool:
+                pool = ThreadPoolExecutor(COPY_THREADS)
+                try:
                     for _ in pool.map(write_one, plan.write):
                         pass
+                finally:  # on Ctrl-C or an error, drop the queued files instead of writing them all
+                    pool.shutdown(wait=True, cancel_futures=True)
             else:
                 for i in plan.write:
                     write_one(i)
@@ -295,26 +322,38 @@ def _materialise(
     mode = ws.config.link_mode
     src = ws.cache.object_path(digest)
     if mode == "copy":
-        pfd, fd, tmp = safe.create_temp(key, executable)
-        try:
-            with open(src, "rb") as s:
+        with open(src, "rb") as s:
+            _check_fragment_size(os.fstat(s.fileno()).st_size, digest, size)
+            pfd, fd, tmp = safe.create_temp(key, executable)
+            try:
                 fsutil.copy_fd(s.fileno(), fd, size)
-        except BaseException:
-            os.close(fd)
-            safe.discard(pfd, tmp)
-            raise
+            except BaseException:
+                os.close(fd)
+                safe.discard(pfd, tmp)
+                raise
         os.close(fd)
         return pfd, None, tmp
     parent = key.rpartition("/")[0]
     pfd = safe.dir_fd(parent, create=True)
     assert pfd is not None
     tmp = fsutil.tmp_name(key.rpartition("/")[2])
+    _check_fragment_size(os.stat(src).st_size, digest, size)
     if mode == "hardlink":
         os.chmod(src, 0o555 if executable else 0o444)
         os.link(src, tmp, dst_dir_fd=pfd)
     else:
         os.symlink(str(src), tmp, dir_fd=pfd)
     return pfd, None, tmp
+
+
+def _check_fragment_size(actual: int, digest: str, size: int) -> None:
+    """A manifest whose size disagrees with the fragment is hostile or corrupt: never
+    hydrate a truncated (or over-long) file from it."""
+    if actual != size:
+        raise IntegrityError(
+            f"fragment {digest[:12]} is {actual} bytes but the manifest says {size}; "
+            "the manifest is corrupt (run: git quilt verify)"
+        )
 
 
 def _save_user_versions(ws: Workspace, plan: _Plan, result: CheckoutResult) -> None:

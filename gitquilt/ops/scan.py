@@ -136,12 +136,11 @@ def fill_hashes(
 
     rows = []
     threads = min(jobs or HASH_THREADS, HASH_THREADS, len(todo))
-    if threads <= 1:
-        done = map(work, todo)
-    else:
+    if threads > 1:
         pool = ThreadPoolExecutor(threads)
-        done = pool.map(work, todo)
     try:
+        # submitting is inside the try: Ctrl-C while queueing must still cancel the queue
+        done = map(work, todo) if threads <= 1 else pool.map(work, todo)
         for fs in done:
             try:
                 st = os.stat(fs.abs_path, follow_symlinks=False)
