@@ -219,7 +219,8 @@ class SafeDir:
         """Create a temporary file beside ``key``; return (dir fd, file fd, temp name)."""
         parent, _, name = key.rpartition("/")
         pfd = self.dir_fd(parent, create=True)
-        assert pfd is not None
+        if pfd is None:  # its parent vanished while we created it
+            raise UnsafePath(f"{self.label}/{parent}: directory changed while files were written into it")
         tmp = tmp_name(name)
         mode = 0o777 if executable else 0o666
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
@@ -269,22 +270,33 @@ def _open_child_dir(parent_fd: int, name: str, create: bool, label: str, close_p
                 raise
             with contextlib.suppress(FileExistsError):
                 os.mkdir(name, 0o777, dir_fd=parent_fd)
-            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            try:
+                return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
+            except FileNotFoundError:  # removed again right after mkdir: someone is racing us
+                raise UnsafePath(f"{label}: '{name}' changed while it was being created; refusing it") from None
+            except OSError as exc:  # a link or file swapped in right after mkdir
+                _refuse_non_directory(parent_fd, name, label, exc)
+                raise
         except (NotADirectoryError, OSError) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
-            try:
-                st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-            except OSError:
-                raise exc from None
-            if stat.S_ISLNK(st.st_mode):
-                raise UnsafePath(f"{label}: '{name}' is a symbolic link; refusing to follow it") from None
-            if not stat.S_ISDIR(st.st_mode):
-                raise UnsafePath(f"{label}: '{name}' is a file where a directory is expected") from None
+            _refuse_non_directory(parent_fd, name, label, exc)
             raise
     finally:
         if close_parent:
             os.close(parent_fd)
+
+
+def _refuse_non_directory(parent_fd: int, name: str, label: str, exc: OSError) -> None:
+    """Raise :class:`UnsafePath` when ``name`` is a symlink or a file; else re-raise ``exc``."""
+    try:
+        st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+    except OSError:
+        raise exc from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePath(f"{label}: '{name}' is a symbolic link; refusing to follow it") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePath(f"{label}: '{name}' is a file where a directory is expected") from None
 
 
 def walk_files(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
