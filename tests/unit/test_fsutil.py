@@ -288,3 +288,27 @@ def test_walk_files_does_not_follow_symlinked_directories(root: Path, outside: P
     (root / "d" / "flink").symlink_to(outside / "precious")
     found = {rel: e.is_symlink() for rel, e in fsutil.walk_files(root / "d")}
     assert found == {"sub/f": False, "link": True, "flink": True}
+
+
+@pytest.mark.parametrize("swap", ["symlink", "vanish", "file"])
+def test_directory_swapped_right_after_mkdir(root: Path, outside: Path, monkeypatch: pytest.MonkeyPatch,
+                                             swap: str) -> None:
+    """The narrowest race: SafeDir creates `sub` and, before it opens it, `sub` becomes a link,
+    disappears or becomes a file. Always UnsafePath, never a write elsewhere."""
+    real_mkdir = os.mkdir
+
+    def racing_mkdir(name: str, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(name, mode, dir_fd=dir_fd)
+        os.rmdir(name, dir_fd=dir_fd)
+        if swap == "symlink":
+            os.symlink(outside, name, dir_fd=dir_fd)
+        elif swap == "file":
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY, dir_fd=dir_fd))
+
+    (root / "pkg").mkdir()
+    before = _snapshot(outside)
+    with SafeDir.open(root, "pkg", create=False) as safe:
+        monkeypatch.setattr(os, "mkdir", racing_mkdir)
+        with pytest.raises(UnsafePath):
+            safe.create_temp("sub/x", False)
+    assert _snapshot(outside) == before
