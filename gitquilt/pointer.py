@@ -59,12 +59,13 @@ def package_name_for(pointer_file: str) -> str:
     return name[: -len(SUFFIX)]
 
 
-def parse_pointer(data: bytes, where: str, file_name: str | None = None) -> Pointer:
+def parse_pointer(data: bytes, where: str, file_name: str | None = None, check_location: bool = True) -> Pointer:
     """Parse and check pointer bytes; ``where`` names the file in errors.
 
     ``path`` is the package directory's name relative to the pointer's directory and must
     equal the pointer's own name (``file_name``, by default ``where``) without ``.quilt``; it
-    can never leave that directory.
+    can never leave that directory. ``check_location=False`` skips the name match, for
+    ``textconv``, which git hands a temporary file (the path must still be one segment).
     """
     if len(data) > MAX_POINTER_BYTES:
         raise FormatError(f"{where}: not a gitquilt pointer (larger than {MAX_POINTER_BYTES} bytes)")
@@ -95,7 +96,7 @@ def parse_pointer(data: bytes, where: str, file_name: str | None = None) -> Poin
     for name, value in (("files", files), ("bytes", size)):
         if type(value) is not int or value < 0:
             raise FormatError(f"{where}: malformed pointer: '{name}' must be a non-negative integer")
-    expected = package_name_for(file_name or where)
+    expected = package_name_for(file_name or where) if check_location else path
     if "/" in path or path != expected:
         raise UnsafePath(f"{where}: pointer path {path!r} does not match its location (expected {expected!r})")
     check_key(path)

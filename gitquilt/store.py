@@ -125,6 +125,13 @@ class Store:
         return dest
 
     # -- manifests ------------------------------------------------------------------
+    def quarantine_manifest(self, top_hash: str) -> Path:
+        """Move a damaged manifest into ``quarantine/`` and return where."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        dest = self.quarantine_dir / f"{top_hash}.parquet.{int(time.time())}"
+        os.replace(self.manifest_path(top_hash), dest)
+        return dest
+
     def manifest_path(self, top_hash: str) -> Path:
         return self.manifests / f"{top_hash}.parquet"
 
