@@ -203,3 +203,11 @@ def test_pointer_read_at_a_revision_is_named_by_file_name() -> None:
     assert parse_pointer(_text().encode(), "images.quilt@v1", file_name="images.quilt").path == "images"
     with pytest.raises(UnsafePath, match="^images.quilt@v1: pointer path '../x'"):
         parse_pointer(_text(path="../x").encode(), "images.quilt@v1", file_name="images.quilt")
+
+
+def test_without_location_check_the_path_must_still_be_one_safe_segment() -> None:
+    """`git quilt textconv` gets a temporary file from git: the name cannot be checked, the path can."""
+    assert parse_pointer(_text().encode(), "/tmp/XyZ123_pkg", check_location=False).path == "images"
+    for bad in ("../x", "a/b", "..", ".git", "/etc"):
+        with pytest.raises(UnsafePath):
+            parse_pointer(_text(path=bad).encode(), "/tmp/XyZ123_pkg", check_location=False)
