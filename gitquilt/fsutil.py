@@ -240,6 +240,31 @@ class SafeDir:
         with contextlib.suppress(OSError):
             os.unlink(tmp, dir_fd=pfd)
 
+    def set_executable(self, key: str, executable: bool, umask: int) -> None:
+        """Set (as ``umask`` allows) or clear the x bits of the regular file ``key``.
+
+        Works on a descriptor opened with ``O_NOFOLLOW``: a link swapped in after the
+        caller's ``lstat`` is refused, where ``chmod`` by name would follow it.
+        """
+        parent, _, name = key.rpartition("/")
+        pfd = self.dir_fd(parent, create=False)
+        if pfd is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", f"{self.label}/{key}")
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePath(f"{self.label}/{key}: is a symbolic link; refusing to follow it") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafePath(f"{self.label}/{key}: not a regular file")
+            mode = stat.S_IMODE(st.st_mode)
+            os.fchmod(fd, mode | (0o111 & ~umask) if executable else mode & ~0o111)
+        finally:
+            os.close(fd)
+
     def remove_file(self, key: str) -> None:
         parent, _, name = key.rpartition("/")
         pfd = self.dir_fd(parent, create=False)

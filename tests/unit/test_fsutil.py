@@ -312,3 +312,34 @@ def test_directory_swapped_right_after_mkdir(root: Path, outside: Path, monkeypa
         with pytest.raises(UnsafePath):
             safe.create_temp("sub/x", False)
     assert _snapshot(outside) == before
+
+
+def test_set_executable(root: Path) -> None:
+    (root / "pkg" / "d").mkdir(parents=True)
+    f = root / "pkg" / "d" / "run.sh"
+    f.write_bytes(b"#!/bin/sh\n")
+    f.chmod(0o640)
+    with SafeDir.open(root, "pkg", create=False) as safe:
+        safe.set_executable("d/run.sh", True, umask=0o022)
+        assert stat.S_IMODE(f.stat().st_mode) == 0o751
+        safe.set_executable("d/run.sh", False, umask=0o022)
+        assert stat.S_IMODE(f.stat().st_mode) == 0o640
+        with pytest.raises(FileNotFoundError):
+            safe.set_executable("nodir/x", True, umask=0o022)
+
+
+def test_set_executable_never_follows_a_link(root: Path, outside: Path) -> None:
+    """A file swapped for a link between checkout's lstat and its chmod: the link target's
+    mode must not change (chmod by name would follow the link)."""
+    (root / "pkg").mkdir()
+    (root / "pkg" / "a").symlink_to(outside / "precious")
+    (root / "pkg" / "dir").mkdir()
+    os.mkfifo(root / "pkg" / "fifo")  # opened O_NONBLOCK: must not hang
+    mode = stat.S_IMODE((outside / "precious").stat().st_mode)
+    with SafeDir.open(root, "pkg", create=False) as safe:
+        with pytest.raises(UnsafePath, match="symbolic link"):
+            safe.set_executable("a", True, umask=0o022)
+        for name in ("dir", "fifo"):
+            with pytest.raises(UnsafePath, match="not a regular file"):
+                safe.set_executable(name, True, umask=0o022)
+    assert stat.S_IMODE((outside / "precious").stat().st_mode) == mode
