@@ -52,7 +52,7 @@ def _refused(world: World, pointer_file: str, data: bytes, *expected: str, packa
     before = snapshot(world.base)
     for args in (("checkout", package), ("checkout", "--force", package), ("status", "--check", package)):
         rc, out, err = world.quilt(*args)
-        assert rc != 0, (args, out)
+        assert rc == 1, (args, out)
         text = (err if args[0] == "checkout" else out + err).strip()
         assert "Traceback" not in text
         if args[0] == "checkout":
