@@ -10,12 +10,12 @@ package of their own whose top hash is reported.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitquilt import fsutil
@@ -23,6 +23,7 @@ from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, Qui
 from gitquilt.keys import case_collisions
 from gitquilt.lock import FileLock
 from gitquilt.manifest import Entry, Manifest
+from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.scan import FileState, fill_hashes, scan_package
 from gitquilt.ops.workspace import PackageRef, Workspace
@@ -234,6 +235,8 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
     base = ref.parent if plan.kind == "file" else ref.path
     key_prefix = ""
     with fsutil.SafeDir.open(ws.root, base, create=True) as safe:
+        if plan.kind == "file":  # a killed checkout's temp file sits beside the package file
+            fsutil.remove_dead_tmp(ws.root / base, [ref.name])
         for name in plan.leftovers:
             parent, _, leaf = name.rpartition("/")
             fd = safe.dir_fd(parent, create=False)
@@ -274,12 +277,10 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 # pre-create directories in order, so worker threads never race on mkdir
                 for d in sorted(_dir_prefixes([manifest.keys[i] for i in plan.write])):
                     safe.dir_fd(d, create=True)
-                pool = ThreadPoolExecutor(COPY_THREADS)
-                try:
-                    for _ in pool.map(write_one, plan.write):
+                # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
+                with contextlib.closing(parallel_map(write_one, plan.write, COPY_THREADS)) as done:
+                    for _ in done:
                         pass
-                finally:  # on Ctrl-C or an error, drop the queued files instead of writing them all
-                    pool.shutdown(wait=True, cancel_futures=True)
             else:
                 for i in plan.write:
                     write_one(i)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitquilt import fsutil
 from gitquilt.digest import hash_file
 from gitquilt.errors import UnsafePath
+from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.statcache import stat_key
@@ -136,11 +136,8 @@ def fill_hashes(
 
     rows = []
     threads = min(jobs or HASH_THREADS, HASH_THREADS, len(todo))
-    if threads > 1:
-        pool = ThreadPoolExecutor(threads)
+    done = parallel_map(work, todo, threads)  # Ctrl-C safe (see ops/parallel.py)
     try:
-        # submitting is inside the try: Ctrl-C while queueing must still cancel the queue
-        done = map(work, todo) if threads <= 1 else pool.map(work, todo)
         for fs in done:
             try:
                 st = os.stat(fs.abs_path, follow_symlinks=False)
@@ -149,7 +146,6 @@ def fill_hashes(
             if stat_key(st) == (fs.size, fs.mtime_ns, fs.ino):
                 rows.append((fs.abs_path, fs.size, fs.mtime_ns, fs.ino, fs.sha256))
     finally:
-        if threads > 1:
-            pool.shutdown(wait=True, cancel_futures=True)
+        done.close()  # on an error, cancels the queue and waits for running items
         progress.close()
     ws.statcache.record(rows)  # type: ignore[arg-type]

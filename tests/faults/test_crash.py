@@ -241,3 +241,15 @@ def test_user_file_that_looks_like_a_temp_name_is_versioned_not_deleted(repo: Re
     assert "2 files" in r.stdout
     repo.quilt("checkout", "data", check=True)
     assert read_tree(repo.root / "data") == files
+
+
+def test_checkout_of_a_single_file_package_removes_a_dead_writers_temp_file(repo: Repo) -> None:
+    repo.write("model.bin", b"weights" * 100)
+    repo.quilt("add", "model.bin", check=True)
+    (repo.root / "model.bin").unlink()
+    dead = _dead_pid()
+    stale = repo.root / f".model.bin.{dead}.0123abcd.tmp"
+    stale.write_bytes(b"weig")
+    repo.quilt("checkout", "model.bin", check=True)
+    assert repo.read("model.bin") == b"weights" * 100
+    assert not stale.exists()
