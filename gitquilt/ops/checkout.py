@@ -287,14 +287,9 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
         finally:
             progress.close()
             ws.statcache.record(rows)
-        for i in plan.chmod:
-            key = manifest.keys[i]
-            parent, _, leaf = key.rpartition("/")
-            fd = safe.dir_fd(parent, create=False)
-            if fd is not None:
-                mode = stat.S_IMODE(os.stat(leaf, dir_fd=fd, follow_symlinks=False).st_mode)
-                mode = mode | (0o111 & ~_umask()) if manifest.executable_flags[i] else mode & ~0o111
-                os.chmod(leaf, mode, dir_fd=fd)
+        for i in plan.chmod:  # through an O_NOFOLLOW descriptor: never chmod a link's target
+            with contextlib.suppress(FileNotFoundError):
+                safe.set_executable(manifest.keys[i], bool(manifest.executable_flags[i]), _umask())
         for key in plan.delete:
             safe.remove_file(key)
         if plan.delete:

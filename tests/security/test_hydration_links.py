@@ -194,6 +194,21 @@ def test_no_hook_runs_after_the_attack(repo: Repo) -> None:
     assert not (repo.root / ".git" / "hooks" / "pre-commit").exists()
 
 
+def test_executable_bit_is_repaired_in_place(world: World) -> None:
+    """Right bytes, wrong x bit: checkout fixes the mode through a no-follow descriptor,
+    without rewriting the file."""
+    assert _checkout(world)[0] == 0
+    hook, a = world.root / "images" / "h" / "post-checkout", world.root / "images" / "a.jpg"
+    assert hook.stat().st_mode & 0o100 and not a.stat().st_mode & 0o100
+    inodes = (hook.stat().st_ino, a.stat().st_ino)
+    hook.chmod(0o644)
+    a.chmod(0o755)
+    rc, err = _checkout(world)
+    assert rc == 0, err
+    assert hook.stat().st_mode & 0o111 and not a.stat().st_mode & 0o111
+    assert (hook.stat().st_ino, a.stat().st_ino) == inodes
+
+
 def _remove_without_following(directory: Path, sub: str, name: str) -> None:
     """Unlink directory/sub/name unless sub is (at this instant) a symlink. The test must not
     race itself: a path-based unlink could follow the swapped-in link."""
