@@ -18,12 +18,13 @@ def command(paths: tuple[str, ...], as_json: bool, check: bool) -> None:
 
     A package is clean, modified (added/changed/deleted files are listed), not
     hydrated (run `git quilt checkout`), or has a pointer changed since HEAD.
+    Without PATHS: every package whose pointer git tracks (staged or committed).
 
     \b
     Example:
       git quilt status --check images
     """
-    from gitquilt.ops.status import CLEAN, status
+    from gitquilt.ops.status import BROKEN, CLEAN, status
 
     render.OUT.json = as_json
     ws = open_workspace()
@@ -44,5 +45,13 @@ def command(paths: tuple[str, ...], as_json: bool, check: bool) -> None:
                     render.line(f"  {label}: {key}")
                 if len(keys) > 50:
                     render.line(f"  … and {len(keys) - 50} more {label}")
+    broken = [s for s in results if s.state == BROKEN]
+    if broken:
+        # a package that cannot be read is a failure even without --check
+        if as_json:
+            raise SystemExit(1)
+        raise CheckFailed(f"{len(broken)} package(s) could not be checked: {', '.join(s.path for s in broken)}")
     if check and any(s.state != CLEAN or s.pointer_vs_head != "unchanged" for s in results):
-        raise CheckFailed("packages differ from their pointers") if not as_json else SystemExit(1)
+        if as_json:
+            raise SystemExit(1)
+        raise CheckFailed("packages differ from their pointers")

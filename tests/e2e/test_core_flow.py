@@ -56,3 +56,13 @@ def test_bad_pointer_is_one_line_error(repo: Repo) -> None:
     assert "upgrade gitquilt" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert "Traceback" not in r.stderr
+
+
+def test_status_of_unreadable_package_exits_1(repo: Repo) -> None:
+    repo.write("bad.quilt", b"\xff\xfe not a pointer")
+    repo.git("add", "bad.quilt")
+    r = repo.quilt("status")
+    assert r.returncode == 1
+    assert "bad" in r.stdout
+    assert "could not be checked" in r.stderr
+    assert "Traceback" not in r.stderr
