@@ -47,7 +47,7 @@ def command(package: str, dest: str, rev: str | None, top_hash: str | None, forc
     )
 
 
-def _label(package: str) -> "PackageRef":
+def _label(package: str) -> PackageRef:
     """With --top-hash the package only names the export (it may not exist here any more)."""
     from gitquilt.ops.workspace import PackageRef
 

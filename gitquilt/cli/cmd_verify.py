@@ -36,7 +36,7 @@ def command(jobs: int | None, as_json: bool) -> None:
     show(report, as_json)
 
 
-def show(report: "VerifyReport", as_json: bool) -> None:
+def show(report: VerifyReport, as_json: bool) -> None:
     """Print a report; exit 1 (one line on stderr) when anything is damaged."""
     if as_json:
         render.emit_json(report.to_json())
@@ -52,5 +52,6 @@ def show(report: "VerifyReport", as_json: bool) -> None:
         render.info(f"verified {checked}: all intact")
         return
     raise CheckFailed(
-        f"{len(report.damaged)} damaged object(s) among {checked}; restore them with: git quilt fetch (or git quilt add PKG, where its files are intact)"
+        f"{len(report.damaged)} damaged object(s) among {checked}; restore them with: git quilt fetch "
+        "(or git quilt add PKG, where its files are intact)"
     )

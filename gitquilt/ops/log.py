@@ -63,7 +63,9 @@ def log(ws: Workspace, ref: PackageRef, rev: str = "HEAD", limit: int | None = N
         _count(ws, entry, manifests)
         out.append(entry)
     if not out and not ws.pointer_path(ref).is_file():
-        raise NotFound(f"{ref.path} is not a package: no commit in {rev} and no file in the work tree has {ref.pointer}")
+        raise NotFound(
+            f"{ref.path} is not a package: no commit in {rev} and no file in the work tree has {ref.pointer}"
+        )
     return out
 
 

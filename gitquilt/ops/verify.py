@@ -76,7 +76,7 @@ def check_fragment(store: Store, digest: str) -> tuple[int, str | None]:
         return 0, "not a regular file"
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with open(fd, "rb", buffering=0) as f:
-        actual, size = hash_stream(f)  # type: ignore[arg-type]
+        actual, size = hash_stream(f)
     if actual != digest:
         return size, f"content hashes to {actual}"
     return size, None
