@@ -216,9 +216,9 @@ def _check_space(ws: Workspace, plans: list[_Plan]) -> None:
             continue
         total, _ = need_by_dev.get(dev, (0, ""))
         need_by_dev[dev] = (total + need, str(where))
-    for need, where in need_by_dev.values():
+    for need, place in need_by_dev.values():
         try:
-            free = shutil.disk_usage(where).free
+            free = shutil.disk_usage(place).free
         except OSError:
             continue
         if need > free:
@@ -254,7 +254,7 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
             digest = manifest.sha256(i)
             executable = bool(manifest.executable_flags[i])
             try:
-                pfd, fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+                pfd, _fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise StoreFullError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -24,7 +24,7 @@ R = TypeVar("R")
 POLL_SECONDS = 0.1
 
 
-def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Generator[R, None, None]:
     """Like ``ThreadPoolExecutor.map`` (results in order), but safe to interrupt.
 
     On an exception from ``fn`` or on Ctrl-C, queued items are cancelled and running

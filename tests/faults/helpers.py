@@ -85,11 +85,17 @@ def store_objects(cache: Path) -> dict[str, Path]:
     return out
 
 
-def assert_store_consistent(cache: Path) -> dict[str, Path]:
-    """Invariant 1: every key holds bytes that hash to it; no temporary file is left."""
+def assert_objects_hash_to_names(cache: Path) -> dict[str, Path]:
+    """Invariant 1: every key in the store holds bytes that hash to it."""
     objects = store_objects(cache)
     for digest, path in objects.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{path} does not hash to its name"
+    return objects
+
+
+def assert_store_consistent(cache: Path) -> dict[str, Path]:
+    """Every key holds bytes that hash to it, and no temporary file is left."""
+    objects = assert_objects_hash_to_names(cache)
     assert listdir(cache / "tmp") == [], f"temporary files left in {cache / 'tmp'}"
     return objects
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.conftest import Repo
 from tests.faults.helpers import (
@@ -15,13 +18,13 @@ from tests.faults.helpers import (
 )
 
 
-def _finish(*procs) -> None:  # type: ignore[no-untyped-def]
+def _finish(*procs: subprocess.Popen[str]) -> None:
     for p in procs:
         out, err = p.communicate(timeout=WAIT_LIMIT)
         assert p.returncode == 0, f"exit {p.returncode}\nstdout: {out}\nstderr: {err}"
 
 
-def test_two_adds_of_identical_data_into_one_shared_cache(make_repo: Callable[..., Repo], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_two_adds_of_identical_data_into_one_shared_cache(make_repo: Callable[..., Repo], tmp_path: Path) -> None:
     shared = tmp_path / "shared-cache"
     env = {"QUILT_CACHE_DIR": str(shared)}
     a, b = make_repo("a", env=env), make_repo("b", env=env)
@@ -38,8 +41,6 @@ def test_two_adds_of_identical_data_into_one_shared_cache(make_repo: Callable[..
     assert len(objects) == len(set(files.values()))  # each fragment stored once
     assert not (a.root / ".git" / "quilt" / "objects").exists()  # the shared cache was used
     # either repo restores the package from the shared cache
-    import shutil
-
     shutil.rmtree(b.root / "data")
     b.quilt("checkout", "data", check=True)
     assert read_tree(b.root / "data") == files
@@ -54,8 +55,6 @@ def test_two_worktrees_check_out_different_revisions_at_once(repo: Repo) -> None
     v2 = many_files(200, 3000, tag="v2")
     v2.pop("d0/f00000.bin")
     v2["new/only-in-v2.txt"] = b"new"
-    import shutil
-
     shutil.rmtree(repo.root / "data")
     write_tree(repo.root / "data", v2)
     repo.quilt("add", "data", check=True)
@@ -80,8 +79,6 @@ def test_two_checkouts_in_one_work_tree_are_serialised(repo: Repo) -> None:
     write_tree(repo.root / "data", files)
     repo.quilt("add", "data", check=True)
     repo.git("commit", "-qm", "v1")
-    import shutil
-
     shutil.rmtree(repo.root / "data")
     _finish(spawn(repo, "checkout", "data"), spawn(repo, "checkout", "data"))
     assert read_tree(repo.root / "data") == files

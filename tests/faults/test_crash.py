@@ -20,6 +20,7 @@ import pytest
 from gitquilt import fsutil
 from tests.conftest import Repo
 from tests.faults.helpers import (
+    assert_objects_hash_to_names,
     assert_store_consistent,
     cache_root,
     interrupt,
@@ -45,6 +46,7 @@ def _dead_pid() -> int:
 def _status(repo: Repo, pkg: str) -> dict[str, object]:
     r = repo.quilt("status", "--json", pkg, check=True)
     [st] = json.loads(r.stdout)
+    assert isinstance(st, dict)
     return st
 
 
@@ -75,15 +77,7 @@ def test_kill9_during_add_then_rerun_completes(repo: Repo, point: str) -> None:
         wait_until(lambda: _objects_linked(cache), proc, "fragments linked into objects/")
     kill9(proc)
 
-    # whatever the crash left, no key holds wrong bytes
-    for digest, path in {
-        sub + name: cache / "objects" / "sha256" / sub / name
-        for sub in listdir(cache / "objects" / "sha256")
-        for name in listdir(cache / "objects" / "sha256" / sub)
-    }.items():
-        import hashlib
-
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert_objects_hash_to_names(cache)  # whatever the crash left, no key holds wrong bytes
 
     r = repo.quilt("add", "data")
     assert r.returncode == 0, r.stderr

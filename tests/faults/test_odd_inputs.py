@@ -45,7 +45,9 @@ def test_empty_package(repo: Repo) -> None:
 
 
 def test_names_with_spaces_unicode_and_emoji(repo: Repo) -> None:
-    nfc = lambda s: unicodedata.normalize("NFC", s)  # noqa: E731
+    def nfc(s: str) -> str:
+        return unicodedata.normalize("NFC", s)
+
     files = {
         "with space.txt": b"1",
         " leading space": b"2",

@@ -27,10 +27,9 @@ def test_sigint_stops_the_pool_and_raises_keyboardinterrupt_at_a_safe_point() ->
             ran.append(i)
         return i
 
-    got = []
+    got: list[int] = []
     with pytest.raises(KeyboardInterrupt):
-        for r in parallel_map(work, range(N), 4):
-            got.append(r)
+        got.extend(parallel_map(work, range(N), 4))
     assert len(ran) < N, "the queued items were not cancelled"
     assert got == list(range(len(got)))  # results in order, up to the interruption
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
