@@ -344,17 +344,20 @@ def _fetchers(ws: Workspace) -> tuple[Any, Any]:
     if fetcher is None:
         return None, None
     try:
-        from gitquilt.ops.transfer import fetch_tops
+        from gitquilt.ops.transfer import fetch_manifests as fetch
     except ImportError:
-        return fetcher, None
-    return fetcher, fetch_tops
+        try:
+            from gitquilt.ops.transfer import fetch_tops as fetch
+        except ImportError:
+            return fetcher, None
+    return fetcher, fetch
 
 
-def _prefetch_manifest(ws: Workspace, ref: PackageRef, fetch_tops: Any) -> None:
-    """Fetch the package's manifest (and fragments) when the cache lacks the manifest."""
+def _prefetch_manifest(ws: Workspace, ref: PackageRef, fetch: Any) -> None:
+    """Fetch the package's manifest when the cache lacks it (checkout's fetcher gets the fragments)."""
     pointer = ws.read_pointer(ref)
     if not ws.cache.has_manifest(pointer.top_hash):
-        fetch_tops(ws, [pointer.top_hash])
+        fetch(ws, [pointer.top_hash])
 
 
 # -- pre-push ------------------------------------------------------------------------------
@@ -498,11 +501,9 @@ def _upload(root: Path, tops: dict[str, str], outcome: HookOutcome, progress: Pr
 
 
 def _describe(summary: object) -> str:
-    """A short account of a TransferSummary, whatever fields it has."""
-    parts = []
-    for name in ("uploaded", "fragments", "manifests", "skipped", "bytes"):
-        value = getattr(summary, name, None)
-        if isinstance(value, (int, list, set, tuple)):
-            n = value if isinstance(value, int) else len(value)
-            parts.append(f"{name} {n}")
-    return ", ".join(parts) or "done"
+    """A short account of a TransferSummary."""
+    fragments = getattr(summary, "fragments", 0)
+    manifests = getattr(summary, "manifests", 0)
+    skipped = getattr(summary, "skipped", 0)
+    size = getattr(summary, "bytes", 0)
+    return f"{fragments} fragment(s) and {manifests} manifest(s) uploaded, {size} bytes; {skipped} already there"

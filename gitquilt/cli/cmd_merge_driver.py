@@ -68,9 +68,12 @@ def _read(path: str) -> bytes:
 def _manifest_fetcher(ws: object) -> object:
     """Fetch missing manifests from the default remote, when remotes are available."""
     try:
-        from gitquilt.ops.transfer import fetch_tops
+        from gitquilt.ops.transfer import fetch_manifests as fetch_tops
     except ImportError:
-        return None
+        try:
+            from gitquilt.ops.transfer import fetch_tops
+        except ImportError:
+            return None
     cfg = getattr(ws, "config", None)
     if cfg is None or not (cfg.default_remote or cfg.remotes):
         return None
