@@ -74,6 +74,11 @@ def test_non_regular_fragment_is_damage(store: Store, tmp_path: Path) -> None:
     [damage] = verify_store(store).damaged
     assert (damage.key, damage.reason) == (d, "not a regular file")
     assert (tmp_path / "elsewhere").exists()  # the link was moved, not its target
+    fifo = hash_bytes(b"fragment 2" * 3)
+    store.object_path(fifo).unlink()
+    os.mkfifo(store.object_path(fifo))  # must not hang the check
+    [damage] = verify_store(store).damaged
+    assert (damage.key, damage.reason) == (fifo, "not a regular file") and not store.has(fifo)
 
 
 def test_damaged_and_misnamed_manifests_are_quarantined(store: Store) -> None:
