@@ -30,6 +30,11 @@ COMMANDS = {
     "uninstall": "cmd_uninstall",
     "hook": "cmd_hook",
     "merge-driver": "cmd_merge_driver",
+    "remote": "cmd_remote",
+    "push": "cmd_push",
+    "fetch": "cmd_fetch",
+    "pull": "cmd_pull",
+    "gc": "cmd_gc",
 }
 
 

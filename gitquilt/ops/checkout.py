@@ -76,6 +76,7 @@ def checkout(
     """Hydrate each package from the pointer in the work tree (or in ``rev``)."""
     progress = progress or NullProgress()
     with FileLock(ws.git.git_dir / "quilt-checkout.lock", what="this work tree's checkout"):
+        _ensure_manifests(ws, refs, rev, fetcher)
         plans = [_plan(ws, ref, rev, progress) for ref in refs]
         _ensure_fragments(ws, plans, fetcher)
         dirty = [f"{p.ref.path}/{k}" if p.kind == "dir" else p.ref.path for p in plans for k in p.dirty + p.blocked_dirs]
@@ -183,6 +184,17 @@ def _dir_prefixes(keys: list[str]) -> set[str]:
 def _case_insensitive(root: os.PathLike[str] | str) -> bool:
     probe = os.path.join(root, ".git")
     return os.path.exists(probe.upper()) and os.path.exists(probe)
+
+
+def _ensure_manifests(ws: Workspace, refs: list[PackageRef], rev: str | None, fetcher: Fetcher | None) -> None:
+    """Let a fetcher that can (``fetch_manifests``) bring missing manifests in before planning."""
+    fetch_manifests = getattr(fetcher, "fetch_manifests", None)
+    if fetch_manifests is None:
+        return
+    tops = {ws.pointer_at(ref, rev).top_hash for ref in refs}
+    missing = sorted(t for t in tops if not ws.cache.has_manifest(t))
+    if missing:
+        fetch_manifests(ws, missing)
 
 
 def _ensure_fragments(ws: Workspace, plans: list[_Plan], fetcher: Fetcher | None) -> None:
