@@ -20,12 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitquilt.errors import DirtyWorkTree, MissingFragments, QuiltError, UnsupportedFormat, UsageError
+from gitquilt.errors import (
+    DirtyWorkTree,
+    MissingFragments,
+    NotFound,
+    QuiltError,
+    RemoteError,
+    UnsupportedFormat,
+    UsageError,
+)
 from gitquilt.gitexe import is_null_oid, run_git
 
 if TYPE_CHECKING:
     from gitquilt.ops.progress import Progress
-    from gitquilt.ops.workspace import PackageRef, Workspace
+    from gitquilt.ops.workspace import Workspace
 
 HOOK_NAMES = ("post-checkout", "post-merge", "pre-push")
 ORIG_SUFFIX = ".gitquilt-orig"
@@ -305,15 +313,13 @@ def hydrate(root: Path, pointer_paths: list[str], hook: str, outcome: HookOutcom
         outcome.fail(f"{hook}: {exc}; packages were not hydrated; run: git quilt checkout")
         return
     try:
-        fetcher, prefetch = _fetchers(ws) if ws.config.hooks_autofetch else (None, None)
+        fetcher = _fetcher(ws, progress) if ws.config.hooks_autofetch else None
         for rel in pointer_paths:
             if not (root / rel).is_file():
                 continue
             pkg = rel[: -len(POINTER_SUFFIX)]
             try:
                 ref = ws.package_ref(str(root / rel))
-                if prefetch is not None:
-                    _prefetch_manifest(ws, ref, prefetch)
                 (result,) = checkout(ws, [ref], progress=progress, fetcher=fetcher)
                 outcome.hydrated.append(ref.path)
                 if result.written or result.deleted:
@@ -326,6 +332,9 @@ def hydrate(root: Path, pointer_paths: list[str], hook: str, outcome: HookOutcom
                     f"{hook}: {pkg}: {len(exc.paths)} locally modified file(s) were left as they are; "
                     f"run: git quilt checkout --force {pkg} (saves them in the cache first)"
                 )
+            except (MissingFragments, NotFound, RemoteError) as exc:
+                reason = str(exc).split("; run:")[0]
+                outcome.fail(f"{hook}: {pkg} was not hydrated ({reason}); run: git quilt pull {pkg}")
             except QuiltError as exc:
                 reason = str(exc).split("; run:")[0]
                 outcome.fail(f"{hook}: {pkg} was not hydrated ({reason}); run: git quilt checkout {pkg}")
@@ -333,31 +342,13 @@ def hydrate(root: Path, pointer_paths: list[str], hook: str, outcome: HookOutcom
         ws.close()
 
 
-def _fetchers(ws: Workspace) -> tuple[Any, Any]:
-    """(fragment fetcher for checkout, manifest fetch function), None where remotes are unavailable."""
+def _fetcher(ws: Workspace, progress: Progress | None) -> Any:
+    """checkout's fetcher over the default remote (manifests and fragments), or None."""
     try:
         from gitquilt.ops.autofetch import fetcher_for
     except ImportError:
-        fetcher = None
-    else:
-        fetcher = fetcher_for(ws)
-    if fetcher is None:
-        return None, None
-    try:
-        from gitquilt.ops.transfer import fetch_manifests as fetch
-    except ImportError:
-        try:
-            from gitquilt.ops.transfer import fetch_tops as fetch
-        except ImportError:
-            return fetcher, None
-    return fetcher, fetch
-
-
-def _prefetch_manifest(ws: Workspace, ref: PackageRef, fetch: Any) -> None:
-    """Fetch the package's manifest when the cache lacks it (checkout's fetcher gets the fragments)."""
-    pointer = ws.read_pointer(ref)
-    if not ws.cache.has_manifest(pointer.top_hash):
-        fetch(ws, [pointer.top_hash])
+        return None
+    return fetcher_for(ws, progress)
 
 
 # -- pre-push ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,10 @@ from gitquilt import fsutil
 from gitquilt.cli import render
 from gitquilt.cli.main import open_workspace
 from gitquilt.errors import QuiltError
+
+if TYPE_CHECKING:
+    from gitquilt.ops.merge import ManifestFetcher
+    from gitquilt.ops.workspace import Workspace
 
 
 @click.command("merge-driver")
@@ -32,10 +37,9 @@ def command(base: str, ours: str, theirs: str, path: str) -> None:
     """
     from gitquilt.ops.merge import merge_pointers
 
-    data = [_read(p) for p in (base, ours, theirs)]
     ws = open_workspace()
     try:
-        result = merge_pointers(ws, *data, path=path, fetch=_manifest_fetcher(ws))
+        result = merge_pointers(ws, _read(base), _read(ours), _read(theirs), path, fetch=_manifest_fetcher(ws))
     except QuiltError as exc:
         raise QuiltError(f"cannot merge {path} (left as our version): {exc}") from None
     finally:
@@ -65,20 +69,16 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _manifest_fetcher(ws: object) -> object:
-    """Fetch missing manifests from the default remote, when remotes are available."""
+def _manifest_fetcher(ws: Workspace) -> ManifestFetcher | None:
+    """Fetch missing manifests from the default remote, when one is configured."""
     try:
-        from gitquilt.ops.transfer import fetch_manifests as fetch_tops
+        from gitquilt.ops.transfer import fetch_manifests
     except ImportError:
-        try:
-            from gitquilt.ops.transfer import fetch_tops
-        except ImportError:
-            return None
-    cfg = getattr(ws, "config", None)
-    if cfg is None or not (cfg.default_remote or cfg.remotes):
+        return None
+    if ws.config.default_remote is None and len(ws.config.remotes) != 1:
         return None
 
     def fetch(tops: list[str]) -> None:
-        fetch_tops(ws, tops)
+        fetch_manifests(ws, tops)
 
     return fetch
