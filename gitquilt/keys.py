@@ -103,6 +103,20 @@ def check_sorted_unique(keys: Iterable[str]) -> None:
         prev, prev_key = tok, key
 
 
+def parent_dirs(keys: Iterable[str]) -> set[str]:
+    """Every directory that holds one of ``keys`` (``a/b/c`` → ``a``, ``a/b``)."""
+    out: set[str] = set()
+    for key in keys:
+        idx = key.rfind("/")
+        while idx > 0:
+            parent = key[:idx]
+            if parent in out:
+                break
+            out.add(parent)
+            idx = parent.rfind("/")
+    return out
+
+
 def case_collisions(keys: Iterable[str]) -> list[list[str]]:
     """Groups of keys equal ignoring case (they collide on macOS and Windows)."""
     groups: dict[str, list[str]] = {}

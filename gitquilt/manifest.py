@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from gitquilt.digest import check_digest
 from gitquilt.errors import AmbiguousPrefix, FormatError, NotFound, UnsafePath, UsageError
-from gitquilt.keys import check_key, check_sorted_unique
+from gitquilt.keys import check_key, check_sorted_unique, parent_dirs
 
 FORMAT_VERSION = 1
 HEADER = b"gitquilt-manifest 1\n"
@@ -63,17 +63,7 @@ class Entry(NamedTuple):
 
 def check_no_file_dir_clash(keys: Sequence[str]) -> None:
     """Refuse a key that is also a directory of another key (``a`` and ``a/b``)."""
-    key_set = set(keys)
-    parents: set[str] = set()
-    for key in keys:
-        idx = key.rfind("/")
-        while idx > 0:
-            parent = key[:idx]
-            if parent in parents:
-                break
-            parents.add(parent)
-            idx = parent.rfind("/")
-    clash = key_set & parents
+    clash = set(keys) & parent_dirs(keys)
     if clash:
         name = min(clash)
         raise UnsafePath(f"logical key {name!r} is both a file and a directory: the manifest is corrupt")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from gitquilt import fsutil
 from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, QuiltError, StoreFullError, UnsafePath
-from gitquilt.keys import case_collisions
+from gitquilt.keys import case_collisions, parent_dirs
 from gitquilt.lock import FileLock
 from gitquilt.manifest import Entry, Manifest
 from gitquilt.ops.parallel import parallel_map
@@ -127,7 +127,7 @@ def _plan(ws: Workspace, ref: PackageRef, rev: str | None, progress: Progress) -
     fill_hashes(ws, scan)
     wanted = set()
     cache = ws.cache
-    dir_keys = _dir_prefixes(manifest.keys)
+    dir_keys = parent_dirs(manifest.keys)
     for i, key in enumerate(manifest.keys):
         wanted.add(key)
         fs = scan.files.get(key)
@@ -166,19 +166,6 @@ def _plan(ws: Workspace, ref: PackageRef, rev: str | None, progress: Progress) -
             if any(k.startswith(key + "/") for k in scan.files) or os.path.isdir(ws.root / ref.path / key):
                 plan.blocked_dirs.append(key)
     return plan
-
-
-def _dir_prefixes(keys: list[str]) -> set[str]:
-    out: set[str] = set()
-    for key in keys:
-        idx = key.rfind("/")
-        while idx > 0:
-            parent = key[:idx]
-            if parent in out:
-                break
-            out.add(parent)
-            idx = parent.rfind("/")
-    return out
 
 
 def _case_insensitive(root: os.PathLike[str] | str) -> bool:
@@ -287,7 +274,7 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
         try:
             if len(plan.write) > 8:
                 # pre-create directories in order, so worker threads never race on mkdir
-                for d in sorted(_dir_prefixes([manifest.keys[i] for i in plan.write])):
+                for d in sorted(parent_dirs([manifest.keys[i] for i in plan.write])):
                     safe.dir_fd(d, create=True)
                 # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
                 with contextlib.closing(parallel_map(write_one, plan.write, COPY_THREADS)) as done:
