@@ -129,6 +129,11 @@ def compare_manifests(old: Manifest | None, new: Manifest | None) -> list[FileCh
     """Added, removed and modified files of ``new`` relative to ``old``, in key order."""
     ok = old.keys if old is not None else []
     nk = new.keys if new is not None else []
+    if old is not None and new is not None and ok == nk:
+        return [
+            FileChange(ok[i], MODIFIED, old.sizes[i], new.sizes[i], old.sha256(i), new.sha256(i))
+            for i in _changed_rows(old, new)
+        ]
     out: list[FileChange] = []
     i = j = 0
     # str order equals UTF-8 byte order for valid keys, which is how manifests are sorted
@@ -149,6 +154,30 @@ def compare_manifests(old: Manifest | None, new: Manifest | None) -> list[FileCh
                 ))
             i += 1
             j += 1
+    return out
+
+
+#: Rows compared at once when both manifests list the same keys (the usual case).
+BLOCK = 512
+
+
+def _changed_rows(old: Manifest, new: Manifest) -> list[int]:
+    """Rows that differ between two manifests with identical keys, skipping equal blocks
+    with a few C-level comparisons instead of a Python step per file."""
+    out: list[int] = []
+    od, nd = old.raw_digests, new.raw_digests
+    oe, ne = old.executable_flags, new.executable_flags
+    om, nm = old.entry_metas, new.entry_metas
+    for start in range(0, len(old.keys), BLOCK):
+        end = min(start + BLOCK, len(old.keys))
+        if (
+            od[32 * start : 32 * end] == nd[32 * start : 32 * end]
+            and old.sizes[start:end] == new.sizes[start:end]
+            and oe[start:end] == ne[start:end]
+            and (om is None and nm is None or (om or [])[start:end] == (nm or [])[start:end])
+        ):
+            continue
+        out.extend(i for i in range(start, end) if _entry_differs(old, i, new, i))
     return out
 
 

@@ -25,20 +25,26 @@ class Listing:
     def bytes(self) -> int:
         return self.manifest.total_size
 
-    def to_json(self) -> dict[str, Any]:
-        m = self.manifest
+    def summary_json(self) -> dict[str, Any]:
+        """Everything but the entries."""
         return {
             "path": self.pin.path,
             "rev": self.pin.rev,
             "top_hash": self.pin.top_hash,
             "files": self.files,
             "bytes": self.bytes,
-            "meta": m.meta,
-            "entries": [
+            "meta": self.manifest.meta,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.manifest
+        return dict(
+            self.summary_json(),
+            entries=[
                 {"key": m.keys[i], "size": m.sizes[i], "sha256": m.sha256(i), "executable": bool(m.executable_flags[i])}
                 for i in range(len(m))
             ],
-        }
+        )
 
 
 def ls(ws: Workspace, ref: PackageRef | None, rev: str | None = None, top_hash: str | None = None) -> Listing:

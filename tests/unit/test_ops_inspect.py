@@ -158,6 +158,17 @@ def test_compare_manifests_kinds_and_sizes() -> None:
     assert diff_mod.compare_manifests(old, old) == []
 
 
+def test_compare_manifests_with_the_same_keys_across_blocks() -> None:
+    n = 3 * diff_mod.BLOCK + 7
+    files = {f"f{i:05d}": str(i) for i in range(n)}
+    old = man(files, execs={"f00010"})
+    changed = dict(files, f00001="x", f01200="y")
+    new = man(changed, execs={"f00010", "f00700"}, metas={f"f{n - 1:05d}": '{"a":1}'})
+    got = [c.key for c in diff_mod.compare_manifests(old, new)]
+    assert got == ["f00001", "f00700", "f01200", f"f{n - 1:05d}"]
+    assert diff_mod.compare_manifests(new, new) == []
+
+
 _keys = st.text(alphabet="ab/-.é\u00e9z\U0001f600", min_size=1, max_size=4).filter(
     lambda k: all(s and s not in (".", "..") for s in k.split("/"))
 )
@@ -409,3 +420,16 @@ def test_describe_lists_files_or_notes_the_missing_manifest(repo: Repo) -> None:
     text = describe(p, ws)
     assert "not in the cache" in text and "a.txt" not in text
     assert "not in a gitquilt repository" in describe(p, None, "not in a gitquilt repository")
+
+
+def test_ls_streamed_json_is_valid_json() -> None:
+    import json
+
+    from gitquilt.cli.cmd_ls import _json_lines
+    from gitquilt.ops.ls import Listing
+    from gitquilt.ops.pinned import Pinned
+
+    for files in ({}, {"a": "1"}, {'q"uote/é 😀\u2028': "2", "b": "3"}):
+        m = man(files, execs={"b"})
+        listing = Listing(Pinned("p", m.top_hash), m)
+        assert json.loads("\n".join(_json_lines(listing))) == listing.to_json()
