@@ -476,9 +476,10 @@ def _upload(root: Path, tops: dict[str, str], outcome: HookOutcome, progress: Pr
     try:
         summary = push_tops(ws, sorted(tops), progress=progress)
     except MissingFragments as exc:
-        shown = ", ".join(exc.missing[:20]) + (f" … ({len(exc.missing)} in all)" if len(exc.missing) > 20 else "")
+        names = [_object_name(k) for k in exc.missing]
+        shown = ", ".join(names[:20]) + (f" … ({len(names)} in all)" if len(names) > 20 else "")
         outcome.fail(
-            f"pre-push: {len(exc.missing)} fragment(s) of {packages} are missing from the local cache, "
+            f"pre-push: {len(names)} object(s) of {packages} are missing from the local cache, "
             f"so git pushed nothing: {shown or exc}"
         )
         return
@@ -489,6 +490,15 @@ def _upload(root: Path, tops: dict[str, str], outcome: HookOutcome, progress: Pr
         ws.close()
     outcome.uploaded = sorted(tops)
     outcome.info.append(f"gitquilt: data of {packages} is on the remote ({_describe(summary)})")
+
+
+def _object_name(key: str) -> str:
+    """``objects/sha256/ab/cdef…`` → ``abcdef…``; ``manifests/<top>.parquet`` → ``manifest <top>``."""
+    if key.startswith("objects/sha256/"):
+        return key[len("objects/sha256/"):].replace("/", "")
+    if key.startswith("manifests/"):
+        return "manifest " + key[len("manifests/"):].removesuffix(".parquet")
+    return key
 
 
 def _describe(summary: object) -> str:

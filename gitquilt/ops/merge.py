@@ -188,7 +188,7 @@ def conflict_text(pointer: Pointer, path: str, ours: str, theirs: str, conflicts
 
     The comment lists as many conflicting keys as fit under the pointer size cap.
     """
-    pkg = path[: -len(".quilt")] if path.endswith(".quilt") else path
+    pkg = path.removesuffix(".quilt")
     body = pointer.to_bytes()
     head = [f"# CONFLICT (gitquilt merge): {len(conflicts)} file(s) changed differently on both sides:"]
     tail = [
