@@ -19,7 +19,7 @@ from typing import Any
 from gitquilt import fsutil
 from gitquilt.digest import hash_file
 from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, UnsafePath, UsageError
-from gitquilt.keys import is_git_lookalike
+from gitquilt.keys import is_git_lookalike, parent_dirs
 from gitquilt.manifest import Manifest
 from gitquilt.ops.pinned import Pinned, fetch_hint, load_manifest, pinned
 from gitquilt.ops.progress import NullProgress, Progress
@@ -155,17 +155,8 @@ def _plan(target: Path, manifest: Manifest, progress: Progress) -> _Plan:
 
 def _blocked_dirs(target: Path, keys: list[str]) -> dict[str, str]:
     """Directories the package needs whose place holds a symlink or a file: dir → why."""
-    dirs: set[str] = set()
-    for key in keys:
-        idx = key.rfind("/")
-        while idx > 0:
-            d = key[:idx]
-            if d in dirs:
-                break
-            dirs.add(d)
-            idx = d.rfind("/")
     out: dict[str, str] = {}
-    for d in sorted(dirs):
+    for d in sorted(parent_dirs(keys)):
         parent = d.rpartition("/")[0]
         if parent in out:
             out[d] = out[parent]
