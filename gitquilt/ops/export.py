@@ -9,9 +9,9 @@ files in the destination that the package does not list are left alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from gitquilt.digest import hash_file
 from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, UnsafePath, UsageError
 from gitquilt.keys import is_git_lookalike, parent_dirs
 from gitquilt.manifest import Manifest
+from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.pinned import Pinned, fetch_hint, load_manifest, pinned
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.workspace import PackageRef, Workspace
@@ -135,8 +136,8 @@ def _plan(target: Path, manifest: Manifest, progress: Progress) -> _Plan:
             return i, digest == manifest.sha256(i)
 
         try:
-            with ThreadPoolExecutor(min(COPY_THREADS, len(to_hash))) as pool:
-                for i, equal in pool.map(same, to_hash):
+            with contextlib.closing(parallel_map(same, to_hash, min(COPY_THREADS, len(to_hash)))) as done:
+                for i, equal in done:
                     if not equal:
                         plan.conflicts.append(manifest.keys[i])
                         plan.write.append(i)
@@ -203,24 +204,21 @@ def _write(ws: Workspace, target: Path, manifest: Manifest, plan: _Plan, progres
                 # create directories in order first, so that worker threads never race on mkdir
                 for d in sorted({manifest.keys[i].rpartition("/")[0] for i in plan.write}):
                     safe.dir_fd(d, create=True)
-                pool = ThreadPoolExecutor(COPY_THREADS)
-                try:
-                    for _ in pool.map(write_one, plan.write):
+                with contextlib.closing(parallel_map(write_one, plan.write, COPY_THREADS)) as done:
+                    for _ in done:  # Ctrl-C or an error: what is queued is dropped
                         pass
-                finally:  # Ctrl-C or an error: drop what is queued
-                    pool.shutdown(wait=True, cancel_futures=True)
             else:
                 for i in plan.write:
                     write_one(i)
         finally:
             progress.close()
-        for i in plan.chmod:
-            parent, _, leaf = manifest.keys[i].rpartition("/")
-            fd = safe.dir_fd(parent, create=False)
-            if fd is None:
-                continue
-            st = os.stat(leaf, dir_fd=fd, follow_symlinks=False)
-            if stat.S_ISREG(st.st_mode):
-                mode = stat.S_IMODE(st.st_mode)
-                mode = mode | ((mode & 0o444) >> 2) if manifest.executable_flags[i] else mode & ~0o111
-                os.chmod(leaf, mode, dir_fd=fd)
+        umask = _umask() if plan.chmod else 0
+        for i in plan.chmod:  # by descriptor: a link swapped in since the plan is refused
+            safe.set_executable(manifest.keys[i], bool(manifest.executable_flags[i]), umask)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: done once, while no worker thread runs)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -9,18 +9,19 @@ the same way; checks that need a remote's own API live in a separate module.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import stat
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from gitquilt.digest import BLOCK_SIZE
 from gitquilt.errors import NotFound, QuiltError, UnsupportedFormat
+from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.store import Store
 
@@ -224,12 +225,9 @@ def _run(work: Callable[[str], Any], todo: list[str], jobs: int | None, take: Ca
         for item in todo:
             take(work(item))
         return
-    pool = ThreadPoolExecutor(threads)
-    try:
-        for r in pool.map(work, todo):
+    with contextlib.closing(parallel_map(work, todo, threads)) as done:  # Ctrl-C drops the queue
+        for r in done:
             take(r)
-    finally:  # on Ctrl-C, drop the queue instead of hashing it all
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _move(fn: Callable[[], Any], progress: Progress, key: str) -> str | None:
