@@ -132,7 +132,7 @@ def push_tops(
         progress.warn(message)
 
     try:
-        plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn)
+        plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn, policy)
         summary.strategy = plan.inventory.strategy
         summary.skipped = plan.present_fragments
         summary.skipped_bytes = plan.present_bytes
@@ -307,8 +307,8 @@ def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]]
                 key = fragment_key(digest)
                 known = None if size < 0 else size
                 with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
-                    batch.put_stream(CountingReader(body, on_bytes), digest, known,  # type: ignore[arg-type]
-                                     where=f"{key} from {source.url}")
+                    reader = CountingReader(body, on_bytes, network=f"{key} from {source.url}")
+                    batch.put_stream(reader, digest, known, where=f"{key} from {source.url}")  # type: ignore[arg-type]
 
             Executor(jobs, progress, policy).run(items, download, fragment_key, tally)
     finally:

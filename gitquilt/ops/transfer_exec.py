@@ -24,12 +24,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from gitquilt.errors import IntegrityError, RemoteError
 from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import Progress
-from gitquilt.remotes import ObjectMissing, Remote, is_transient
+from gitquilt.remotes import ObjectInfo, ObjectMissing, Remote, is_transient
 from gitquilt.remotes.streams import ByteBudget
 
 MiB = 1 << 20
@@ -39,6 +39,7 @@ RANGE_PART = 16 * MiB
 #: Ranges one download may have in flight (memory is bounded by the budget in any case).
 RANGE_AHEAD = 8
 DOWNLOAD_MEMORY = 128 * MiB
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,39 @@ class TransferFailed(RemoteError):
 def retryable(exc: BaseException) -> bool:
     """Transient network failures, and bodies that arrived damaged (a retry may get them right)."""
     return is_transient(exc) or isinstance(exc, IntegrityError)
+
+
+def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``fn()``, retried with backoff on transient failures (single requests: HEAD, DELETE)."""
+    for attempt in range(policy.attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc) or attempt + 1 >= policy.attempts:
+                raise
+            sleep(policy.delay(attempt))
+    raise AssertionError("unreachable")
+
+
+def list_with_retries(remote: Remote, prefix: str, policy: RetryPolicy, start_after: str | None = None,
+                      limit: int | None = None, sleep: Callable[[float], None] = time.sleep) -> list[ObjectInfo]:
+    """A listing that survives transient failures, resuming after the last key it saw."""
+    out: list[ObjectInfo] = []
+    after = start_after
+    attempt = 0
+    while True:
+        try:
+            for info in remote.list(prefix, after):
+                out.append(info)
+                after = info.key
+                if limit is not None and len(out) >= limit:
+                    return out
+            return out
+        except Exception as exc:
+            if not is_transient(exc) or attempt + 1 >= policy.attempts:
+                raise
+            sleep(policy.delay(attempt))
+            attempt += 1
 
 
 @dataclass
@@ -159,7 +193,9 @@ class RangedReader(io.RawIOBase):
     """
 
     def __init__(self, remote: Remote, key: str, size: int, pool: ThreadPoolExecutor, budget: ByteBudget,
-                 part: int = RANGE_PART, ahead: int = RANGE_AHEAD) -> None:
+                 part: int | None = None, ahead: int | None = None) -> None:
+        part = part or RANGE_PART
+        ahead = ahead or RANGE_AHEAD
         self._remote = remote
         self._key = key
         self._parts = [(off, min(part, size - off)) for off in range(0, size, part)]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from gitquilt.errors import MissingFragments
 from gitquilt.ops.parallel import parallel_map
+from gitquilt.ops.transfer_exec import RetryPolicy, call_with_retries, list_with_retries
 from gitquilt.remotes import OBJECTS_PREFIX, ObjectInfo, Remote, fragment_key, manifest_key, parse_key
 from gitquilt.store import Store
 
@@ -72,24 +73,28 @@ class FetchPlan:
 
 
 # -- learning what the remote holds ----------------------------------------------------------
-def survey_manifests(remote: Remote, tops: list[str], jobs: int) -> set[str]:
+def survey_manifests(remote: Remote, tops: list[str], jobs: int, policy: RetryPolicy) -> set[str]:
     """The top hashes among ``tops`` whose manifest is on the remote."""
     if not tops:
         return set()
     if len(tops) <= HEAD_LIMIT:
-        found = parallel_map(lambda t: (t, remote.size(manifest_key(t))), tops, min(jobs, len(tops)))
+        found = parallel_map(
+            lambda t: (t, call_with_retries(lambda: remote.size(manifest_key(t)), policy)), tops, min(jobs, len(tops))
+        )
         return {t for t, size in found if size is not None}
     wanted = set(tops)
     out = set()
-    for info in remote.list("manifests/"):
+    for info in list_with_retries(remote, "manifests/", policy):
         parsed = parse_key(info.key)
         if parsed is not None and parsed[1] in wanted:
             out.add(parsed[1])
     return out
 
 
-def survey_fragments(remote: Remote, digests: Iterable[str], jobs: int, warn: Callable[[str], None]) -> Inventory:
+def survey_fragments(remote: Remote, digests: Iterable[str], jobs: int, warn: Callable[[str], None],
+                     policy: RetryPolicy | None = None) -> Inventory:
     """Which of ``digests`` the remote holds (and their sizes), listing where that is cheaper."""
+    policy = policy or RetryPolicy()
     wanted = set(digests)
     inv = Inventory()
     if not wanted:
@@ -97,14 +102,10 @@ def survey_fragments(remote: Remote, digests: Iterable[str], jobs: int, warn: Ca
         return inv
     if len(wanted) <= HEAD_LIMIT:
         inv.strategy = "head"
-        _head(remote, sorted(wanted), jobs, inv)
+        _head(remote, sorted(wanted), jobs, inv, policy)
         return inv
     # first page: also measures the remote
-    first: list[ObjectInfo] = []
-    for info in remote.list(OBJECTS_PREFIX):
-        first.append(info)
-        if len(first) >= PAGE:
-            break
+    first = list_with_retries(remote, OBJECTS_PREFIX, policy, limit=PAGE)
     _take(first, wanted, inv)
     if len(first) < PAGE:
         inv.strategy = "list"
@@ -120,10 +121,10 @@ def survey_fragments(remote: Remote, digests: Iterable[str], jobs: int, warn: Ca
     remaining = [d for d in wanted if d > last_digest]
     if estimated_pages - 1 <= len(remaining):
         inv.strategy = "list"
-        _list_rest(remote, first[-1].key, last_digest[0], wanted, inv, jobs)
+        _list_rest(remote, first[-1].key, last_digest[0], wanted, inv, jobs, policy)
     else:
         inv.strategy = "list+head"
-        _head(remote, sorted(remaining), jobs, inv)
+        _head(remote, sorted(remaining), jobs, inv, policy)
     _report_ignored(inv, warn)
     return inv
 
@@ -144,37 +145,44 @@ def _report_ignored(inv: Inventory, warn: Callable[[str], None]) -> None:
         warn(f"ignoring {len(inv.ignored)} object(s) on the remote that are not fragments: {shown}{more}")
 
 
-def _head(remote: Remote, digests: list[str], jobs: int, inv: Inventory) -> None:
+def _head(remote: Remote, digests: list[str], jobs: int, inv: Inventory, policy: RetryPolicy) -> None:
     if not digests:
         return
-    for digest, size in parallel_map(lambda d: (d, remote.size(fragment_key(d))), digests, min(jobs, len(digests))):
+
+    def one(d: str) -> tuple[str, int | None]:
+        return d, call_with_retries(lambda: remote.size(fragment_key(d)), policy)
+
+    for digest, size in parallel_map(one, digests, min(jobs, len(digests))):
         if size is not None:
             inv.fragments[digest] = size
 
 
-def _list_rest(remote: Remote, after_key: str, first_hex: str, wanted: set[str], inv: Inventory, jobs: int) -> None:
+def _list_rest(remote: Remote, after_key: str, first_hex: str, wanted: set[str], inv: Inventory, jobs: int,
+               policy: RetryPolicy) -> None:
     """List everything after ``after_key``: one stream per leading hex digit, in parallel."""
     starts = [(f"{OBJECTS_PREFIX}{h}", after_key if h == first_hex else None) for h in HEX if h >= first_hex]
 
     def one(spec: tuple[str, str | None]) -> list[ObjectInfo]:
         prefix, start_after = spec
-        return list(remote.list(prefix, start_after))
+        return list_with_retries(remote, prefix, policy, start_after)
 
     for infos in parallel_map(one, starts, min(jobs, len(starts))):
         _take(infos, wanted, inv)
 
 
 # -- plans ------------------------------------------------------------------------------------
-def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Callable[[str], None]) -> PushPlan:
+def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Callable[[str], None],
+              policy: RetryPolicy | None = None) -> PushPlan:
     """What to upload so that the remote holds every package version in ``tops``.
 
     A package version whose manifest is already on the remote is complete there
     (manifests go up only after all their fragments), so only the others are read
     and surveyed. Objects missing from the local cache raise :class:`MissingFragments`.
     """
+    policy = policy or RetryPolicy()
     tops = sorted(set(tops))
     plan = PushPlan(tops)
-    on_remote = survey_manifests(remote, tops, jobs)
+    on_remote = survey_manifests(remote, tops, jobs, policy)
     plan.present_manifests = len(on_remote)
     todo = [t for t in tops if t not in on_remote]
     missing: list[str] = []
@@ -199,7 +207,7 @@ def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Ca
             f"{len(missing)} object(s) to push are not in the local cache: {shown}; "
             "fetch them from where they were made, or re-add the package", missing,
         )
-    inv = survey_fragments(remote, sizes, jobs, warn)
+    inv = survey_fragments(remote, sizes, jobs, warn, policy)
     plan.inventory = inv
     upload: dict[str, int] = {}
     for digest, size in sizes.items():

@@ -35,7 +35,7 @@ class MemoryRemote:
         self.url = url
         self.objects: dict[str, bytes] = {}
         self.mtimes: dict[str, float] = {}
-        self._keys: list[str] = []  # sorted, for listing
+        self._sorted: list[str] | None = []  # sorted keys, rebuilt lazily after changes
         self._lock = threading.Lock()
         self.requests = RequestCounter()
         self.caps = Capabilities(conditional_put=True, server_checksum=True, parallel_ranges=True, multipart=False)
@@ -48,7 +48,9 @@ class MemoryRemote:
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
         with self._lock:
-            keys = list(self._keys)
+            if self._sorted is None:
+                self._sorted = sorted(self.objects)
+            keys = self._sorted
         i = bisect.bisect_left(keys, prefix)
         if start_after is not None:
             i = max(i, bisect.bisect_right(keys, start_after))
@@ -84,7 +86,7 @@ class MemoryRemote:
             if key in self.objects and not overwrite:
                 return False
             if key not in self.objects:
-                bisect.insort(self._keys, key)
+                self._sorted = None
             self.objects[key] = data
             self.mtimes[key] = time.time()
         return True
@@ -99,7 +101,7 @@ class MemoryRemote:
         self.requests.add("delete")
         with self._lock:
             if self.objects.pop(key, None) is not None:
-                self._keys.remove(key)
+                self._sorted = None
                 self.mtimes.pop(key, None)
 
     def flush(self) -> None:

@@ -111,17 +111,31 @@ class LimitedReader(io.RawIOBase):
 
 
 class CountingReader(io.RawIOBase):
-    """Passes reads through and reports each chunk's size (progress while a backend reads)."""
+    """Passes reads through and reports each chunk's size (progress while a backend reads).
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None]) -> None:
+    With ``network`` (a label), the stream is a download: a dropped connection while
+    reading becomes :class:`RemoteTransient` — a ``ConnectionError`` is an ``OSError``,
+    which the store would otherwise report as its own (disk) failure.
+    """
+
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None], network: str | None = None) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
+        self._network = network
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:  # type: ignore[override]
-        data = self._raw.read(size)
+        if self._network is None:
+            data = self._raw.read(size)
+        else:
+            try:
+                data = self._raw.read(size)
+            except OSError as exc:
+                from gitquilt.errors import RemoteTransient
+
+                raise RemoteTransient(f"{self._network}: connection lost ({exc})") from None
         if data:
             self._on_bytes(len(data))
         return data
