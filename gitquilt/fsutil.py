@@ -17,6 +17,7 @@ import os
 import secrets
 import shutil
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,6 +152,30 @@ def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
         raise QuiltError(f"short copy: {copied} of {size} bytes")
 
 
+_LIMIT_RAISED = False
+
+
+def raise_open_file_limit() -> None:
+    """Raise the soft open-file limit to the hard limit (once per process).
+
+    Hydration keeps a descriptor per package directory; an image data set with a
+    thousand class directories would hit a soft limit of 1024.
+    """
+    global _LIMIT_RAISED
+    if _LIMIT_RAISED:
+        return
+    _LIMIT_RAISED = True
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 class SafeDir:
     """A directory opened without following symlinks, for writing package files.
 
@@ -164,6 +189,8 @@ class SafeDir:
         self.fd = fd
         self.label = label
         self._subdirs: dict[str, int] = {"": fd}
+        self._lock = threading.RLock()
+        raise_open_file_limit()
 
     @classmethod
     def open(cls, root: Path, rel: str, create: bool) -> "SafeDir":
@@ -186,7 +213,29 @@ class SafeDir:
         self.close()
 
     def dir_fd(self, reldir: str, create: bool) -> int | None:
-        """Descriptor of subdirectory ``reldir`` (cached); None if absent and not created."""
+        """Descriptor of subdirectory ``reldir`` (cached); None if absent and not created.
+
+        One descriptor stays open per directory until :meth:`close`, so a package of
+        many directories needs a generous open-file limit (see raise_open_file_limit).
+        """
+        fd = self._subdirs.get(reldir)
+        if fd is not None:
+            return fd
+        with self._lock:
+            try:
+                return self._open_dir_fd(reldir, create)
+            except OSError as exc:
+                if exc.errno != errno.EMFILE:
+                    raise
+                import resource
+
+                limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+                raise QuiltError(
+                    f"{self.label}: too many directories to hold open (open-file limit {limit}); "
+                    "raise it with 'ulimit -n' and rerun"
+                ) from None
+
+    def _open_dir_fd(self, reldir: str, create: bool) -> int | None:
         fd = self._subdirs.get(reldir)
         if fd is not None:
             return fd
