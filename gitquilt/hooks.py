@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitquilt.errors import (
+    ConfigError,
     DirtyWorkTree,
     MissingFragments,
     NotFound,
@@ -481,6 +482,12 @@ def _upload(root: Path, tops: dict[str, str], outcome: HookOutcome, progress: Pr
         outcome.fail(
             f"pre-push: {len(names)} object(s) of {packages} are missing from the local cache, "
             f"so git pushed nothing: {shown or exc}"
+        )
+        return
+    except ConfigError as exc:
+        outcome.fail(
+            f"pre-push: the data of {packages} has nowhere to go, so git pushed nothing: {exc} "
+            "(or push the commits without their data: git push --no-verify)"
         )
         return
     except QuiltError as exc:

@@ -295,3 +295,23 @@ def test_fake_git_in_the_repository_is_never_run(repo: Repo) -> None:
     assert not (repo.root / "PWNED").exists()
     assert fake.exists()
     assert files(repo.root / "images") == V2
+
+
+def test_pre_push_without_a_gitquilt_remote_pushes_nothing(repo: Repo, tmp_path: Path) -> None:
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path, repo.env, check=True)
+    two_versions(repo)
+    repo.git("remote", "add", "origin", str(origin))
+    r = repo.git("push", "origin", "main", check=False)
+    assert r.returncode != 0
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: pre-push")]
+    assert len(errors) == 1 and "git quilt remote add" in errors[0] and "--no-verify" in errors[0], r.stderr
+    assert run(["git", "ls-remote", str(origin)], tmp_path, repo.env).stdout == ""
+    # code-only history (no pointer) pushes freely, hooks or not
+    repo.git("checkout", "-q", "--orphan", "code")
+    repo.git("rm", "-rq", "--cached", ".")
+    repo.write("README", "code only\n")
+    repo.git("add", "README")
+    repo.git("commit", "-qm", "code")
+    r = repo.git("push", "origin", "code", check=False)
+    assert r.returncode == 0, r.stderr

@@ -8,13 +8,14 @@ RELIABILITY.md §8 items 47, 48, 50 (49, 51–53 are in test_hooks_local.py).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Repo, quilt_env, run
+from tests.remotes.conftest import aws_env, moto_url  # noqa: F401 - the remotes suite's moto server, reused
 
 pytestmark = pytest.mark.e2e
 
@@ -35,8 +36,20 @@ def top_of(pointer_text: str) -> str:
 class World:
     author: Repo
     origin: Path  # bare git repository
-    store: Path  # directory gitquilt remote
+    store: Path  # directory gitquilt remote (unused for S3)
     tmp: Path
+    kind: str = "directory"
+    remote_args: tuple[str, ...] = ()
+
+    def has_manifest(self, top: str) -> bool:
+        if self.kind == "directory":
+            return (self.store / "manifests" / f"{top}.parquet").is_file()
+        import boto3
+
+        bucket_url, endpoint = self.remote_args[0], self.remote_args[2]
+        bucket = bucket_url.split("/")[2]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        return s3.list_objects_v2(Bucket=bucket, Prefix=f"data/manifests/{top}.parquet").get("KeyCount", 0) == 1
 
     def clone(self, name: str, install: bool = True) -> Repo:
         dest = self.tmp / name
@@ -52,15 +65,25 @@ class World:
 
 
 @pytest.fixture
-def world(make_repo: Callable[..., Repo], tmp_path: Path) -> World:
-    """An author clone (hooks installed) that pushed v1 (tag) and v2 (main)."""
-    origin = tmp_path / "origin.git"
-    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, quilt_env(), check=True)
-    store = tmp_path / "quilt-remote"
-    author = make_repo("author")
-    author.quilt("install", check=True)
-    author.quilt("remote", "add", "origin", str(store), "--default", check=True)
-    author.git("remote", "add", "origin", str(origin))
+def kind() -> str:
+    """The gitquilt remote kind; tests that also run against S3 parametrize it."""
+    return "directory"
+
+
+both_kinds = pytest.mark.parametrize("kind", ["directory", "s3"])
+
+
+def _publish(base: Path, remote_args: list[str], origin_url: str) -> Repo:
+    """In ``base``: a bare origin.git and an author clone (hooks installed) that pushed
+    v1 (tag) and v2 (main) with its data to the gitquilt remote ``remote_args``."""
+    env = quilt_env()
+    run(["git", "init", "-q", "--bare", "-b", "main", str(base / "origin.git")], base, env, check=True)
+    (base / "author").mkdir()
+    author = Repo(base / "author", env)
+    author.git("init", "-q", "-b", "main")
+    author.quilt("init", "--install", check=True)
+    author.quilt("remote", "add", "origin", *remote_args, "--default", check=True)
+    author.git("remote", "add", "origin", origin_url)
     author.write("images/a.txt", "a1")
     author.write("images/b.txt", "b1")
     author.write("images/sub/c.txt", "c1")
@@ -75,18 +98,45 @@ def world(make_repo: Callable[..., Repo], tmp_path: Path) -> World:
     author.git("commit", "-qm", "v2")
     r = author.git("push", "-q", "origin", "main", "v1")
     assert "error" not in r.stderr.lower(), r.stderr
-    return World(author, origin, store, tmp_path)
+    return author
 
 
+@pytest.fixture(scope="module")
+def directory_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Published once per module with relative paths, so each test can work on a copy."""
+    base = tmp_path_factory.mktemp("hooks-world")
+    _publish(base, ["../quilt-remote"], "../origin.git")
+    return base
+
+
+@pytest.fixture
+def world(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> World:
+    """A published world of its own: a copy of the template (directory), or new (S3)."""
+    if kind == "directory":
+        base = tmp_path / "w"
+        shutil.copytree(request.getfixturevalue("directory_template"), base, symlinks=True)
+        return World(Repo(base / "author", quilt_env()), base / "origin.git", base / "quilt-remote", base)
+    url = request.getfixturevalue("moto_url")  # also puts fake credentials in the environment
+    import boto3
+
+    bucket = f"hooks-{uuid.uuid4().hex[:16]}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket=bucket)
+    remote_args = [f"s3://{bucket}/data", "--endpoint-url", url, "--region", "us-east-1"]
+    author = _publish(tmp_path, remote_args, str(tmp_path / "origin.git"))
+    return World(author, tmp_path / "origin.git", tmp_path / "unused", tmp_path, kind, tuple(remote_args))
+
+
+@both_kinds
 def test_pre_push_uploaded_every_pushed_version(world: World) -> None:
     for rev in ("v1", "main"):
         top = top_of(world.author.git("show", f"{rev}:images.quilt").stdout)
-        assert (world.store / "manifests" / f"{top}.parquet").is_file()
+        assert world.has_manifest(top)
     # a push with nothing new uploads nothing and says nothing
     r = world.author.git("push", "origin", "main")
     assert "gitquilt" not in r.stderr
 
 
+@both_kinds
 def test_tag_travel_in_a_fresh_clone(world: World) -> None:
     clone = world.clone("fresh")
     assert not (clone.root / "images").exists()
@@ -107,7 +157,7 @@ def test_push_from_a_clone_uploads_its_new_version(world: World) -> None:
     clone.git("commit", "-qm", "v3")
     clone.git("push", "-q", "origin", "main")
     top = top_of(clone.read("images.quilt").decode())
-    assert (world.store / "manifests" / f"{top}.parquet").is_file()
+    assert world.has_manifest(top)
     world.author.git("pull", "-q", "origin", "main")  # post-merge hydrates (fast-forward)
     assert files(world.author.root / "images") == {**V2, "e.txt": b"e3"}
 
@@ -212,13 +262,14 @@ def test_merge_driver_fetches_manifests_it_lacks(world: World) -> None:
     assert files(mine.root / "images") == {**V2, "a.txt": b"a-mine", "b.txt": b"b-theirs"}
     mine.git("push", "-q", "origin", "main")  # the merged manifest travels with the merge commit
     top = top_of(mine.read("images.quilt").decode())
-    assert (world.store / "manifests" / f"{top}.parquet").is_file()
+    assert world.has_manifest(top)
 
 
 # -- CI: retrain from a tag ------------------------------------------------------------------
 def _publish_model(world: World, tamper: bool = False) -> str:
     """Add a job script and the model it produces; tag and push. Returns the tag."""
     a = world.author
+    a.quilt("remote", "add", "origin", str(world.store), "--default", "--replace", check=True)
     shutil.copy(ROOT / "examples" / "ci" / "train_stub.py", a.root / "train.py")
     run(["python3", "train.py", "images", "models/stub"], a.root, a.env, check=True)
     if tamper:
@@ -253,3 +304,25 @@ def test_ci_retrain_script_reports_a_mismatch(world: World) -> None:
     r = _retrain(world, tag)
     assert r.returncode == 1, r.stdout + r.stderr  # type: ignore[attr-defined]
     assert "MISMATCH" in r.stderr and "models/stub/weights.bin: differs" in r.stderr  # type: ignore[attr-defined]
+
+
+
+@pytest.mark.parametrize("kind", ["s3"])
+def test_s3_endpoint_down_fails_hooks_closed(world: World) -> None:
+    """§47/§50 on S3: a dead endpoint blocks the push and leaves the checked-out files alone."""
+    clone = world.clone("offline-s3")
+    clone.quilt("pull", check=True)
+    cfg = clone.root / ".gitquilt.toml"
+    text = cfg.read_text().replace(world.remote_args[2], "http://127.0.0.1:9")  # nothing listens on port 9
+    cfg.write_text(text.replace('region = "us-east-1"', 'region = "us-east-1"\nmax_attempts = 1'))
+    r = clone.git("-c", "advice.detachedHead=false", "checkout", "v1", check=False)
+    assert r.returncode != 0
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "run: git quilt pull images" in errors[0], r.stderr
+    assert files(clone.root / "images") == V2
+    clone.git("checkout", "-q", "main")
+    before = world.remote_ref("refs/heads/main")
+    _new_version(clone, "new.bin", b"cannot leave this machine")
+    r = clone.git("push", "origin", "main", check=False)
+    assert r.returncode != 0 and "error: pre-push: uploading the data of images failed" in r.stderr, r.stderr
+    assert world.remote_ref("refs/heads/main") == before
