@@ -151,6 +151,30 @@ def test_init_never_prompts_without_a_terminal(make_repo: Callable[..., Repo]) -
     assert not (repo.root / ".git/hooks/pre-push").exists()
 
 
+
+def test_init_offers_to_install_on_a_terminal(make_repo: Callable[..., Repo]) -> None:
+    import pty
+    import select
+
+    repo = make_repo(init=False)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(BIN_DIR / "git-quilt"), "init"], cwd=repo.root, env=repo.env,
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        while b"Install gitquilt's git hooks" not in seen:
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, f"no prompt; output so far: {seen!r}"
+            seen += os.read(master, 4096)
+        os.write(master, b"y\n")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert (repo.root / ".git/hooks/pre-push").read_bytes() == shim_text("pre-push")
+
 # -- merges --------------------------------------------------------------------------------
 def branches(repo: Repo, ours: dict[str, str], theirs: dict[str, str]) -> None:
     repo.quilt("install", check=True)
