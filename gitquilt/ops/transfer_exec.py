@@ -133,7 +133,7 @@ class Executor:
             for attempt in range(self.policy.attempts):
                 moved = [0]
 
-                def on_bytes(n: int) -> None:
+                def on_bytes(n: int, moved: list[int] = moved) -> None:
                     moved[0] += n
                     self.progress.update(n)
 
@@ -239,7 +239,7 @@ class RangedReader(io.RawIOBase):
     def _try_acquire(self, n: int) -> bool:
         b = self._budget
         n = min(n, b.capacity)
-        with b._cond:  # noqa: SLF001 - a non-blocking acquire on the same budget
+        with b._cond:
             if b._free < n:
                 return False
             b._free -= n

@@ -32,8 +32,20 @@ if TYPE_CHECKING:
     from gitquilt.config import RemoteConfig
 
 __all__ = [
-    "Capabilities", "ObjectInfo", "ObjectMissing", "PendingUpload", "Remote", "RemoteError", "RemotePermanent",
-    "RemoteTransient", "RequestCounter", "fragment_key", "manifest_key", "parse_key", "open_remote", "parse_url",
+    "Capabilities",
+    "ObjectInfo",
+    "ObjectMissing",
+    "PendingUpload",
+    "Remote",
+    "RemoteError",
+    "RemotePermanent",
+    "RemoteTransient",
+    "RequestCounter",
+    "fragment_key",
+    "manifest_key",
+    "open_remote",
+    "parse_key",
+    "parse_url",
 ]
 
 OBJECTS_PREFIX = "objects/sha256/"
@@ -260,13 +272,13 @@ def register_scheme(scheme: str, factory: Factory) -> None:
     _FACTORIES[scheme] = factory
 
 
-def _open_s3(cfg: "RemoteConfig", parsed: ParsedUrl, jobs: int) -> Remote:
+def _open_s3(cfg: RemoteConfig, parsed: ParsedUrl, jobs: int) -> Remote:
     from gitquilt.remotes.s3 import S3Remote
 
     return S3Remote(parsed.bucket, parsed.prefix, cfg, jobs=jobs)
 
 
-def _open_file(cfg: "RemoteConfig", parsed: ParsedUrl, jobs: int) -> Remote:
+def _open_file(cfg: RemoteConfig, parsed: ParsedUrl, jobs: int) -> Remote:
     from gitquilt.remotes.local import DirectoryRemote
 
     if cfg.endpoint_url:
@@ -275,7 +287,7 @@ def _open_file(cfg: "RemoteConfig", parsed: ParsedUrl, jobs: int) -> Remote:
     return DirectoryRemote(parsed.path)
 
 
-def _open_memory(cfg: "RemoteConfig", parsed: ParsedUrl, jobs: int) -> Remote:
+def _open_memory(cfg: RemoteConfig, parsed: ParsedUrl, jobs: int) -> Remote:
     from gitquilt.remotes.memory import named
 
     return named(parsed.name)
@@ -286,7 +298,7 @@ register_scheme("file", _open_file)
 register_scheme("memory", _open_memory)
 
 
-def open_remote(cfg: "RemoteConfig", jobs: int = 32, base_dir: Path | None = None) -> Remote:
+def open_remote(cfg: RemoteConfig, jobs: int = 32, base_dir: Path | None = None) -> Remote:
     """Open the backend a remote's configuration names (no request is made yet)."""
     parsed = parse_url(cfg.url, base_dir)
     check_endpoint(cfg.endpoint_url)
@@ -303,5 +315,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (RemoteTransient, ConnectionError, TimeoutError))
 
 
-__all__ += ["MANIFESTS_PREFIX", "OBJECTS_PREFIX", "REPOS_PREFIX", "check_endpoint", "check_key", "is_transient",
-            "register_scheme", "ParsedUrl"]
+__all__ += [
+    "MANIFESTS_PREFIX",
+    "OBJECTS_PREFIX",
+    "REPOS_PREFIX",
+    "ParsedUrl",
+    "check_endpoint",
+    "check_key",
+    "is_transient",
+    "register_scheme",
+]

@@ -15,11 +15,11 @@ from gitquilt.remotes.streams import check_bytes, read_exactly
 #: Keys per listing page, like S3.
 PAGE = 1000
 
-_NAMED: dict[str, "MemoryRemote"] = {}
+_NAMED: dict[str, MemoryRemote] = {}
 _NAMED_LOCK = threading.Lock()
 
 
-def named(name: str) -> "MemoryRemote":
+def named(name: str) -> MemoryRemote:
     """The process-wide memory remote called ``name`` (created on first use)."""
     with _NAMED_LOCK:
         remote = _NAMED.get(name)
@@ -55,8 +55,7 @@ class MemoryRemote:
         if start_after is not None:
             i = max(i, bisect.bisect_right(keys, start_after))
         self.requests.add("list")
-        n = 0
-        for key in keys[i:]:
+        for n, key in enumerate(keys[i:]):
             if not key.startswith(prefix):
                 break
             if n and n % PAGE == 0:
@@ -66,7 +65,6 @@ class MemoryRemote:
                 mtime = self.mtimes.get(key)
             if data is not None:
                 yield ObjectInfo(key, len(data), mtime)
-            n += 1
 
     def get(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
         self.requests.add("get")

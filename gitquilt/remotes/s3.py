@@ -124,7 +124,7 @@ def _checksum_rejected(code: str, message: str) -> bool:
 class S3Remote:
     """A :class:`~gitquilt.remotes.Remote` on an S3 bucket and key prefix."""
 
-    def __init__(self, bucket: str, prefix: str, cfg: "RemoteConfig", jobs: int = 32) -> None:
+    def __init__(self, bucket: str, prefix: str, cfg: RemoteConfig, jobs: int = 32) -> None:
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
         self.endpoint = cfg.endpoint_url
@@ -167,9 +167,12 @@ class S3Remote:
                 return RemotePermanent(f"{where}: bucket {self.bucket!r} does not exist")
             if code in ("NoSuchKey", "404") or status == 404:
                 return ObjectMissing(f"{key} is not on {where}")
+            bucket_region = headers.get("x-amz-bucket-region")
             if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException",
-                        "301") or status == 301:
-                region = err.get("Region") or headers.get("x-amz-bucket-region")
+                        "301") or status == 301 or (
+                status == 400 and bucket_region and bucket_region != (self.region or "us-east-1")
+            ):
+                region = err.get("Region") or bucket_region
                 hint = f" ({region})" if region else ""
                 return RemotePermanent(
                     f"{where}: the bucket is in another region{hint} than the one configured "

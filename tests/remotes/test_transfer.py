@@ -118,7 +118,7 @@ def test_pagination_plans_exact_uploads(make_repo: Callable[..., Repo]) -> None:
 
 def test_missing_fragment_in_cache_is_listed(make_repo: Callable[..., Repo]) -> None:
     ws, top = add_package(make_repo("m"), files(5))
-    gone = sorted(ws.cache.iter_objects())[0]
+    gone = min(ws.cache.iter_objects())
     ws.cache.delete(gone)
     with pytest.raises(MissingFragments) as exc:
         push_tops(ws, [top], backend=MemoryRemote(), policy=FAST)
@@ -234,7 +234,7 @@ def test_truncated_body_is_never_cached(pushed: tuple[Workspace, str, dict[str, 
 def test_unrequested_and_malformed_listed_objects_are_ignored(make_repo: Callable[..., Repo]) -> None:
     """§20: a listing that names objects that are not ours: a warning, nothing written or trusted."""
     ws = Workspace.open(make_repo("l").root)
-    top, blobs = synthetic_package(ws, 50)
+    top, _blobs = synthetic_package(ws, 50)
     inner = MemoryRemote()
     junk = [ObjectInfo("objects/sha256/zz/not-a-hash", 10), ObjectInfo("objects/sha256/0/../../etc", 1),
             ObjectInfo(fragment_key("ab" * 32), 10)]
