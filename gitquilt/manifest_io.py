@@ -13,8 +13,10 @@ import bisect
 import hashlib
 import io
 import json
+import re
 from array import array
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -249,3 +251,164 @@ def _check_keys(keys: pa.Array, where: str) -> None:
             _order_error(keys[i].as_py(), keys[i + 1].as_py(), where)
 
 
+
+
+# -- pack indexes (docs/FORMAT.md "Packs") --------------------------------------------------
+PACK_ID_KEY = b"gitquilt.pack"
+PACK_SIZE_KEY = b"gitquilt.pack_size"
+PACK_INDEX_SCHEMA = pa.schema([("sha256", pa.string()), ("offset", pa.int64()), ("length", pa.int64())])
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+class PackIndexColumns(NamedTuple):
+    """A validated pack index, column by column (``gitquilt.packs.PackIndex`` wraps it)."""
+
+    pack_id: str
+    pack_size: int
+    digests: bytes  # 32 raw bytes per row
+    offsets: "array[int]"  # array("q")
+    lengths: "array[int]"
+
+
+def pack_index_to_bytes(rows: Iterable[tuple[str, int, int]], pack_id: str, pack_size: int) -> bytes:
+    """Encode a pack's index (rows of sha256, offset, length, in offset order) as Parquet.
+
+    The rows are checked by the rules a reader applies, so a bug cannot upload an
+    index that every reader would refuse.
+    """
+    check_digest(pack_id, "pack id")
+    shas: list[str] = []
+    offsets: list[int] = []
+    lengths: list[int] = []
+    for sha, offset, length in rows:
+        shas.append(sha)
+        offsets.append(offset)
+        lengths.append(length)
+    where = f"pack index {pack_id[:12]}"
+    if not 0 <= pack_size < 1 << 63:
+        raise FormatError(f"{where}: invalid pack size {pack_size}")
+    try:
+        table = pa.Table.from_arrays(
+            [pa.array(shas, pa.string()), pa.array(offsets, pa.int64()), pa.array(lengths, pa.int64())],
+            schema=PACK_INDEX_SCHEMA.with_metadata({PACK_ID_KEY: pack_id.encode(), PACK_SIZE_KEY: str(pack_size).encode()}),
+        )
+    except (pa.ArrowException, TypeError, OverflowError) as exc:
+        raise FormatError(f"{where}: cannot encode rows ({str(exc).splitlines()[0][:120]})") from None
+    sha, offsets, lengths = (_table_column(table, f.name, f.type) for f in PACK_INDEX_SCHEMA)
+    _check_pack_columns(sha, offsets, lengths, pack_size, where)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd", row_group_size=1 << 16, use_dictionary=False)
+    return sink.getvalue()
+
+
+def read_pack_index_bytes(data: bytes, pack_id: str, where: str = "pack index") -> PackIndexColumns:
+    """Decode and fully validate the index of the pack named ``pack_id`` (FormatError if hostile)."""
+    return _read_pack_index(pa.BufferReader(data), pack_id, where)
+
+
+def read_pack_index_file(path: str, pack_id: str, where: str = "pack index") -> PackIndexColumns:
+    """Like :func:`read_pack_index_bytes`, memory-mapping the file at ``path``."""
+    check_digest(pack_id, "pack id")
+    try:
+        source = pa.memory_map(path, "r")
+    except (OSError, pa.ArrowException) as exc:
+        raise FormatError(f"{where} {pack_id[:12]}: cannot open {path}: {exc}") from None
+    with source:
+        return _read_pack_index(source, pack_id, where)
+
+
+def _read_pack_index(source: Any, pack_id: str, where: str) -> PackIndexColumns:
+    check_digest(pack_id, "pack id")
+    where = f"{where} {pack_id[:12]}"
+    try:
+        pf = pq.ParquetFile(source)
+        kv = pf.schema_arrow.metadata or {}
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FormatError(f"{where}: not a readable Parquet pack index ({str(exc).splitlines()[0][:120]})") from None
+    required = kv.get(REQUIRED_KEY, b"").decode("utf-8", "replace")
+    unknown = sorted(set(filter(None, required.split(","))) - KNOWN_FEATURES)
+    if unknown:
+        raise UnsupportedFormat(
+            f"{where} needs features {', '.join(unknown)} that this gitquilt lacks: upgrade gitquilt"
+        )
+    named = kv.get(PACK_ID_KEY)
+    if named is None:
+        raise FormatError(f"{where}: missing '{PACK_ID_KEY.decode()}' metadata")
+    if named != pack_id.encode():
+        shown = named[:64].decode("utf-8", "replace")
+        raise FormatError(f"{where}: describes pack {shown!r}, not the pack it is named after: refusing it")
+    size_text = kv.get(PACK_SIZE_KEY, b"").decode("ascii", "replace")
+    if not _DECIMAL.fullmatch(size_text) or int(size_text) >= 1 << 63:
+        raise FormatError(f"{where}: invalid '{PACK_SIZE_KEY.decode()}' metadata {size_text[:40]!r}")
+    pack_size = int(size_text)
+    for field in PACK_INDEX_SCHEMA:
+        if field.name not in schema.names:
+            raise FormatError(f"{where}: missing column {field.name!r}")
+        typ = schema.field(field.name).type
+        if typ != field.type and not (field.type == pa.string() and typ == pa.large_string()):
+            raise FormatError(f"{where}: column {field.name!r} has type {typ}, expected {field.type}")
+    try:
+        table = pf.read(columns=PACK_INDEX_SCHEMA.names, use_threads=False)
+        sha, offsets, lengths = (_table_column(table, f.name, f.type) for f in PACK_INDEX_SCHEMA)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FormatError(f"{where}: damaged Parquet pack index ({str(exc).splitlines()[0][:120]})") from None
+    _check_pack_columns(sha, offsets, lengths, pack_size, where)
+    return PackIndexColumns(
+        pack_id,
+        pack_size,
+        binascii.unhexlify(_values_bytes(sha)),
+        array("q", offsets.to_numpy(zero_copy_only=False).astype("<i8").tobytes()),
+        array("q", lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes()),
+    )
+
+
+def _table_column(table: pa.Table, name: str, typ: pa.DataType) -> pa.Array:
+    col = table.column(name).combine_chunks()
+    if col.type == pa.large_string() and typ == pa.string():
+        col = col.cast(pa.string())
+    return col
+
+
+def _check_pack_columns(sha: pa.Array, offsets: pa.Array, lengths: pa.Array, pack_size: int, where: str) -> None:
+    """The index rules: hashes, lengths >= 0, fragments back to back from 0 to the pack size, no duplicate."""
+    for name, col in (("sha256", sha), ("offset", offsets), ("length", lengths)):
+        if col.null_count:
+            raise FormatError(f"{where}: column {name!r} has missing values")
+    n = len(sha)
+    if n == 0:
+        raise FormatError(f"{where}: lists no fragments")
+    bad_hash = pc.invert(pc.match_substring_regex(sha, _HEX64))
+    if pc.any(bad_hash).as_py():
+        value = sha[_first_bad(bad_hash)].as_py()
+        raise FormatError(f"{where}: fragment hash {value[:80]!r} is not 64 lowercase hex characters")
+    if pc.min(lengths).as_py() < 0:
+        i = _first_bad(pc.less(lengths, 0))
+        raise FormatError(f"{where}: negative length {lengths[i].as_py()} for fragment {sha[i].as_py()}")
+    if pc.max(lengths).as_py() > pack_size or pc.max(offsets).as_py() > pack_size or pc.min(offsets).as_py() < 0:
+        bad = pc.or_(pc.greater(lengths, pack_size), pc.or_(pc.greater(offsets, pack_size), pc.less(offsets, 0)))
+        i = _first_bad(bad)
+        raise FormatError(
+            f"{where}: fragment {sha[i].as_py()} at offset {offsets[i].as_py()} length {lengths[i].as_py()}"
+            f" lies outside the pack ({pack_size} bytes)"
+        )
+    try:
+        ends = pc.add_checked(offsets, lengths)
+    except pa.ArrowInvalid:  # both <= pack_size < 2**63, yet their sum can still pass 2**63
+        raise FormatError(f"{where}: a fragment ends beyond the pack ({pack_size} bytes)") from None
+    if offsets[0].as_py() != 0:
+        raise FormatError(f"{where}: first fragment starts at offset {offsets[0].as_py()}, not 0")
+    if n > 1:
+        joined = pc.equal(offsets.slice(1), ends.slice(0, n - 1))
+        if not pc.all(joined).as_py():
+            i = _first_bad(pc.invert(joined)) + 1
+            raise FormatError(
+                f"{where}: fragment {sha[i].as_py()} starts at offset {offsets[i].as_py()}, "
+                f"not where the one before it ends ({ends[i - 1].as_py()}): fragments must lie back to back"
+            )
+    if ends[n - 1].as_py() != pack_size:
+        raise FormatError(f"{where}: fragments end at byte {ends[n - 1].as_py()}, but the pack holds {pack_size}")
+    if pc.count_distinct(sha).as_py() != n:
+        counts = pc.value_counts(sha)
+        dup = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))[0].as_py()
+        raise FormatError(f"{where}: fragment {dup} is listed twice")
