@@ -41,8 +41,16 @@ from gitquilt.remotes.streams import ByteBudget, CountingReader
 
 #: A manifest larger than this from a remote is refused unread (a million entries is ~60 MB).
 MAX_MANIFEST_BYTES = 1 << 30
-__all__ = ["TransferSummary", "TransferFailed", "push_tops", "fetch_tops", "fetch_fragments", "fetch_manifests",
-           "remote_config", "open_workspace_remote"]
+__all__ = [
+    "TransferFailed",
+    "TransferSummary",
+    "fetch_fragments",
+    "fetch_manifests",
+    "fetch_tops",
+    "open_workspace_remote",
+    "push_tops",
+    "remote_config",
+]
 
 
 @dataclass
