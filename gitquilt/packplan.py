@@ -3,6 +3,7 @@
 * :func:`plan_fetch` — for needed fragments, pick packs (those holding more of the
   needed set first) and coalesce byte ranges into few GETs, or the whole pack;
 * :func:`split_range` — cut a range's bytes back into fragments, each verified;
+  :func:`split_read` — all ranges of one pack from a single stream (one open per pack);
 * :func:`check_pack` — read a whole pack once, checking its name and every fragment
   (``verify --remote --read-data``);
 * :func:`plan_repack` — which packs ``gc --remote`` drops, rewrites or keeps.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import io
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
@@ -236,6 +238,36 @@ def split_range(stream: BinaryIO, pack_id: str, rng: RangeRead,
             on_mismatch(sha, err)
             continue
         yield sha, data
+
+
+def split_read(stream: BinaryIO, read: PackRead,
+               on_mismatch: Callable[[str, IntegrityError], None] | None = None) -> Iterator[tuple[str, bytes]]:
+    """Every range of ``read`` out of one stream of the pack from byte 0 (one open per pack).
+
+    For a directory remote or a downloaded pack file: the stream is moved to each range
+    with ``seek`` when it can, else by reading and dropping the bytes in between.
+    """
+    pos = 0
+    seekable = stream.seekable()
+    for rng in read.ranges:
+        if rng.start < pos:
+            raise ValueError(f"pack {read.pack_id}: ranges overlap or are out of order")
+        if rng.start > pos and seekable:
+            stream.seek(rng.start - pos, io.SEEK_CUR)
+        elif rng.start > pos:
+            _skip(stream, rng.start - pos)
+        pos = rng.start
+        yield from split_range(stream, read.pack_id, rng, on_mismatch)
+        if rng.parts:
+            pos = rng.start + rng.parts[-1].offset + rng.parts[-1].length
+
+
+def _skip(stream: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = stream.read(min(n, 8 * MiB))
+        if not chunk:
+            return  # the next range finds the stream short and says so
+        n -= len(chunk)
 
 
 class PackCheck(NamedTuple):

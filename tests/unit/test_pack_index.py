@@ -10,6 +10,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitquilt.errors import FormatError, UnsupportedFormat
 from gitquilt.manifest_io import (
@@ -218,3 +220,36 @@ def test_writer_refuses_what_readers_would(rows: list[tuple[str, int, int]], siz
 def test_writer_refuses_a_bad_pack_id() -> None:
     with pytest.raises(FormatError, match="invalid pack id"):
         pack_index_to_bytes(good_rows(), "pack", len(PACK))
+
+
+# -- fuzzing: only a valid index or a one-line FormatError, never another exception --------------
+@st.composite
+def _mutated(draw: st.DrawFn, seed: bytes) -> bytes:
+    data = bytearray(seed)
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "set", "cut", "insert"]))
+        i = draw(st.integers(0, max(0, len(data) - 1)))
+        if op == "flip" and data:
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif op == "set" and data:
+            data[i] = draw(st.integers(0, 255))
+        elif op == "cut":
+            del data[i: i + draw(st.integers(1, 64))]
+        else:
+            data[i:i] = draw(st.binary(min_size=1, max_size=16))
+    return bytes(data)
+
+
+SEED = pack_index_to_bytes(good_rows(), PACK_ID, len(PACK))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_mutated(SEED))
+def test_mutated_index_is_valid_or_a_format_error(data: bytes) -> None:
+    try:
+        cols = read_pack_index_bytes(data, PACK_ID)
+    except FormatError as exc:
+        assert "\n" not in str(exc)
+        return
+    index = PackIndex(*cols)  # whatever survived must satisfy every rule
+    assert PackIndex.from_entries(PACK_ID, cols.pack_size, list(index)) == index

@@ -22,6 +22,7 @@ from gitquilt.packplan import (
     plan_fetch,
     plan_repack,
     split_range,
+    split_read,
 )
 from gitquilt.packs import BuiltPack, PackEntry, PackIndex, build_packs, bytes_opener
 
@@ -229,6 +230,24 @@ def test_short_reads_are_not_truncation(tmp_path: Path) -> None:
     p, pid, rng, blobs = _one_range(tmp_path)
     out = dict(split_range(Trickle(p.data[pid][rng.start:rng.end]), pid, rng))  # type: ignore[arg-type]
     assert out == {sha(blobs[i]): blobs[i] for i in (1, 2, 4)}
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_split_read_takes_every_range_from_one_stream(tmp_path: Path, seekable: bool) -> None:
+    blobs = [blob(i, 500) for i in range(20)]
+    p = Packs(tmp_path, [blobs])
+    chosen = (0, 1, 7, 12, 13, 19)
+    plan = plan_fetch([sha(blobs[i]) for i in chosen], p.indexes, max_gap=0)
+    (read,) = plan.reads
+    assert len(read.ranges) == 4 and not read.whole
+    data = p.data[read.pack_id]
+    stream = io.BytesIO(data) if seekable else Trickle(data)
+    assert dict(split_read(stream, read)) == {sha(blobs[i]): blobs[i] for i in chosen}  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match="ended after"):
+        list(split_read(io.BytesIO(data[:6100]), read))
+    backwards = read._replace(ranges=read.ranges[::-1])
+    with pytest.raises(ValueError, match="out of order"):
+        list(split_read(io.BytesIO(data), backwards))
 
 
 # -- whole-pack checks (verify --remote --read-data) ------------------------------------------------
