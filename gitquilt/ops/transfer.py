@@ -212,6 +212,7 @@ def fetch_tops(
     summary = TransferSummary("fetch", source.url, packages=len(set(top_hashes)))
     requests0 = source.request_count()
     try:
+        ws.cache.clean_tmp()  # what a killed fetch left behind
         summary.manifests = _fetch_manifests(ws, source, list(top_hashes), n_jobs, policy, summary)
         plan = plan_fetch(ws.cache, list(top_hashes))
         summary.skipped, summary.skipped_bytes = plan.present_fragments, plan.present_bytes
