@@ -33,10 +33,12 @@ def command() -> None:
 @click.option("--checksum", type=click.Choice(["sha256", "off"]),
               help="Send x-amz-checksum-sha256 (default) or no checksum header (endpoints that reject it).")
 @click.option("--multipart-threshold", help="Upload objects at least this large in parts (default 16MiB).")
+@click.option("--multipart-chunksize", help="Size of each part (default 16MiB, at least 5MiB).")
 @click.option("--replace", is_flag=True, help="Change an existing remote.")
 @click.option("--check", "check_now", is_flag=True, help="Contact the remote now and report what it supports.")
 def add(name: str, url: str, endpoint_url: str | None, region: str | None, make_default: bool,
-        checksum: str | None, multipart_threshold: str | None, replace: bool, check_now: bool) -> None:
+        checksum: str | None, multipart_threshold: str | None, multipart_chunksize: str | None, replace: bool,
+        check_now: bool) -> None:
     """Add a remote: s3://bucket/prefix, file:///path, or a directory path.
 
     \b
@@ -46,7 +48,8 @@ def add(name: str, url: str, endpoint_url: str | None, region: str | None, make_
     from gitquilt.ops.remote_config import add_remote
 
     ws = open_workspace()
-    options = {"checksum": checksum, "multipart_threshold": multipart_threshold}
+    options = {"checksum": checksum, "multipart_threshold": multipart_threshold,
+               "multipart_chunksize": multipart_chunksize}
     became_default = add_remote(ws, name, url, endpoint_url, region, make_default, options, replace=replace)
     render.info(f"remote {name} -> {url}" + (" (default)" if became_default else ""))
     render.info("staged .gitquilt.toml: commit it so that clones know the remote")

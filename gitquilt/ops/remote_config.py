@@ -15,7 +15,7 @@ from gitquilt import fsutil
 from gitquilt.config import CONFIG_FILE, RemoteConfig, check_no_control, dump_toml, load_toml, parse_config
 from gitquilt.errors import ConfigError, NotFound, UsageError
 from gitquilt.ops.workspace import Workspace
-from gitquilt.remotes import check_endpoint, parse_url
+from gitquilt.remotes import check_endpoint, parse_size, parse_url
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Per-remote options ``remote add`` can set (others may be edited into the file by hand).
@@ -83,8 +83,13 @@ def add_remote(
     for key, value in (options or {}).items():
         if key not in OPTIONS:
             raise UsageError(f"unknown remote option {key!r} (known: {', '.join(OPTIONS)})")
-        if value is not None:
-            spec[key] = value
+        if value is None:
+            continue
+        if key == "checksum" and value not in ("sha256", "off"):
+            raise UsageError("checksum must be sha256 or off")
+        if key in ("multipart_threshold", "multipart_chunksize", "memory"):
+            parse_size(value, key)
+        spec[key] = value
     remotes[name] = spec
     core = doc.setdefault("core", {})
     became_default = default or not core.get("default_remote") or core.get("default_remote") not in remotes

@@ -310,6 +310,25 @@ def open_remote(cfg: RemoteConfig, jobs: int = 32, base_dir: Path | None = None)
     return factory(cfg, parsed, jobs)
 
 
+def parse_size(value: object, what: str) -> int:
+    """``16777216``, ``"16MiB"``, ``"64MB"`` → bytes."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a size, not {value!r}")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", value, re.IGNORECASE)
+        if not m:
+            raise ConfigError(f"{what} must be a size such as 16MiB, not {value!r}")
+        unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
+        n = int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
+    else:
+        raise ConfigError(f"{what} must be a size, not {value!r}")
+    if n <= 0:
+        raise ConfigError(f"{what} must be positive")
+    return n
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors worth retrying: throttling, 5xx, dropped connections, timeouts."""
     return isinstance(exc, (RemoteTransient, ConnectionError, TimeoutError))

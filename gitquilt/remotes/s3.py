@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import io
 import os
-import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -37,7 +36,15 @@ import botocore.config
 import botocore.exceptions
 
 from gitquilt.errors import ConfigError, IntegrityError, QuiltError, RemoteError, RemotePermanent, RemoteTransient
-from gitquilt.remotes import Capabilities, ObjectInfo, ObjectMissing, PendingUpload, RequestCounter, check_key
+from gitquilt.remotes import (
+    Capabilities,
+    ObjectInfo,
+    ObjectMissing,
+    PendingUpload,
+    RequestCounter,
+    check_key,
+    parse_size,
+)
 from gitquilt.remotes.streams import ByteBudget, check_bytes, read_exactly
 
 if TYPE_CHECKING:
@@ -60,25 +67,6 @@ _CLIENTS: dict[tuple[Any, ...], tuple[Any, RequestCounter]] = {}
 _CLIENTS_LOCK = threading.Lock()
 _PROBED: dict[tuple[Any, ...], Capabilities] = {}
 _PROBE_LOCK = threading.Lock()
-
-
-def parse_size(value: object, what: str) -> int:
-    """``16777216``, ``"16MiB"``, ``"64MB"`` → bytes."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{what} must be a size, not {value!r}")
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", value, re.IGNORECASE)
-        if not m:
-            raise ConfigError(f"{what} must be a size such as 16MiB, not {value!r}")
-        unit = (m.group(2) or "B").upper().rstrip("B").rstrip("I")
-        n = int(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[unit]
-    else:
-        raise ConfigError(f"{what} must be a size, not {value!r}")
-    if n <= 0:
-        raise ConfigError(f"{what} must be positive")
-    return n
 
 
 def shared_client(endpoint: str | None, region: str | None, pool: int, attempts: int) -> tuple[Any, RequestCounter]:

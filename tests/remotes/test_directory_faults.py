@@ -89,7 +89,7 @@ def test_damaged_cache_copy_is_quarantined_and_refetched(make_repo: Callable[...
     repo = _repo(make_repo, remote, n=5, size=1000)
     repo.quilt("push", check=True)
     cache = repo.root / ".git" / "quilt"
-    digest, path = sorted(store_objects(cache).items())[0]
+    digest, path = min(store_objects(cache).items())
     data = bytearray(path.read_bytes())
     data[10] ^= 0x04
     path.chmod(0o644)
@@ -109,7 +109,7 @@ def test_remote_copy_bad_too_fails_naming_the_key_and_leaves_the_work_tree(make_
     repo = _repo(make_repo, remote, n=5, size=1000)
     repo.quilt("push", check=True)
     cache = repo.root / ".git" / "quilt"
-    digest, cpath = sorted(store_objects(cache).items())[0]
+    digest, cpath = min(store_objects(cache).items())
     rpath = store_objects(remote)[digest]
     for p in (cpath, rpath):
         bad = bytearray(p.read_bytes())
