@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import socket
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +33,7 @@ from gitquilt.ops.transfer_exec import (
 )
 from gitquilt.ops.transfer_plan import plan_fetch, plan_fetch_digests, plan_push
 from gitquilt.ops.workspace import Workspace
-from gitquilt.remotes import REPOS_PREFIX, Remote, fragment_key, manifest_key, open_remote
+from gitquilt.remotes import Remote, fragment_key, manifest_key, open_remote
 from gitquilt.remotes.streams import ByteBudget, CountingReader
 
 #: A manifest larger than this from a remote is refused unread (a million entries is ~60 MB).
@@ -142,6 +139,11 @@ def push_tops(
     try:
         plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn, policy)
         summary.strategy = plan.inventory.strategy
+        if plan.fragments or plan.manifests:
+            from gitquilt.ops.remote_lease import check_lease, mark_clone
+
+            check_lease(target)  # a gc --remote deleting now could take what the plan counts on
+            mark_clone(ws.root, ws.git, target)
         summary.skipped = plan.present_fragments
         summary.skipped_bytes = plan.present_bytes
         tally = Tally()
@@ -172,8 +174,6 @@ def push_tops(
         target.flush()
         summary.fragments, summary.bytes, summary.retries = tally.files, tally.bytes, tally.retries + mtally.retries
         summary.manifests = mtally.files
-        if tally.files or mtally.files:
-            _mark_clone(ws, target)
         tally.failures += mtally.failures
         raise_failures(tally, "uploaded to", target.url)
     finally:
@@ -182,20 +182,6 @@ def push_tops(
         if own:
             target.close()
     return summary
-
-
-def _mark_clone(ws: Workspace, target: Remote) -> None:
-    """Leave ``repos/<clone id>.json`` on the remote: gc --remote sees who else uses it."""
-    clone_id = ws.git.config_get("quilt.cloneid")
-    if not clone_id or not clone_id.isalnum():
-        clone_id = uuid.uuid4().hex
-        with contextlib.suppress(Exception):
-            ws.git.config_set("quilt.cloneid", clone_id)
-    record = json.dumps({"id": clone_id, "host": socket.gethostname(), "path": str(ws.root),
-                         "pushed": time.time()}, sort_keys=True).encode()
-    with contextlib.suppress(QuiltError):
-        target.put(f"{REPOS_PREFIX}{clone_id}.json", io.BytesIO(record), len(record), overwrite=True)
-        target.flush()
 
 
 # -- fetch -------------------------------------------------------------------------------------
