@@ -29,3 +29,10 @@ git checkout -q main
 git quilt checkout
 git quilt status --check && echo "back at main"
 git log --oneline -p -- images.quilt | head -30
+# share the data: a directory remote (a shared drive works the same; s3://bucket/prefix for S3)
+git quilt remote add origin "$work/remote"
+git commit -qm "remote: origin"
+git quilt push --all
+git clone -q "$work/repo" "$work/clone" && cd "$work/clone"
+git quilt pull
+diff -r "$work/repo/images" images && echo "fresh clone: git quilt pull restored images/ byte for byte"
