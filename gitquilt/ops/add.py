@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +12,7 @@ from gitquilt import fsutil
 from gitquilt.errors import FormatError, QuiltError, UnsafePath, UsageError
 from gitquilt.manifest import Entry, Manifest, canonical_json
 from gitquilt.ops.progress import NullProgress, Progress
-from gitquilt.ops.scan import fill_hashes, scan_package
+from gitquilt.ops.scan import Scan, fill_hashes, scan_fingerprint, scan_package
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.pointer import SUFFIX, Pointer
 
@@ -68,30 +70,34 @@ def add_package(
     canonical_json(meta)
 
     with ws.cache.batch() as batch:
-        fill_hashes(ws, scan, batch=batch, progress=progress, jobs=jobs)
-    entries = [Entry(f.key, f.sha256 or "", f.size, f.executable) for f in scan.files.values()]
-    try:
-        manifest = Manifest.from_entries(entries, meta)
-    except (UnsafePath, FormatError) as exc:
-        raise UsageError(f"{ref.path}: {exc}") from None
-
+        fill_hashes(ws, scan, batch=batch, progress=progress, jobs=jobs, before_hashing=_preload_parquet)
     pointer_file = ws.pointer_path(ref)
     old = _old_pointer(ws, ref)
-    fingerprint = manifest.files_fingerprint()
+    # unchanged files (the stat cache's fingerprint of the pinned manifest matches): keep
+    # the pointer as it is, without building, encoding or even importing a manifest
+    fingerprint = scan_fingerprint(scan)
     unchanged = (
         old is not None
         and message is None
         and user_meta is None
         and ws.statcache.fingerprint(old.top_hash) == fingerprint
         and ws.cache.has_manifest(old.top_hash)
+        and _same_kind(ws, old, scan)
     )
     if unchanged:
         assert old is not None
         pointer = old
+        files, total = len(scan.files), sum(f.size for f in scan.files.values())
     else:
+        entries = [Entry(f.key, f.sha256 or "", f.size, f.executable) for f in scan.files.values()]
+        try:
+            manifest = Manifest.from_entries(entries, meta)
+        except (UnsafePath, FormatError) as exc:
+            raise UsageError(f"{ref.path}: {exc}") from None
         top = ws.cache.put_manifest(manifest)
         ws.statcache.set_fingerprint(top, fingerprint)
         pointer = Pointer(path=ref.name, top_hash=top, files=len(manifest), bytes=manifest.total_size)
+        files, total = len(manifest), manifest.total_size
     changed = False
     new_bytes = pointer.to_bytes()
     try:
@@ -108,7 +114,31 @@ def add_package(
         if gitignore_changed or _gitignore_rel(ref) not in ws.git.index_paths_cache():
             staged.append(_gitignore_rel(ref))
         ws.git.stage(staged)
-    return AddResult(ref, pointer, changed, staged, len(manifest), manifest.total_size)
+    return AddResult(ref, pointer, changed, staged, files, total)
+
+
+def _same_kind(ws: Workspace, old: Pointer, scan: Scan) -> bool:
+    """The file fingerprint leaves out whether the package is one file or a directory:
+    a directory ``x`` holding just ``x`` lists like the single file ``x``. Only then
+    ask the old manifest."""
+    if len(scan.files) != 1 or scan.ref.name not in scan.files:
+        return True
+    try:
+        was_file = ws.cache.read_manifest(old.top_hash).meta.get(FILE_KIND_META) == "file"
+    except QuiltError:
+        return False
+    return was_file == (scan.kind == "file")
+
+
+def _preload_parquet() -> None:
+    """Import the Parquet layer in a thread while files are hashed: the manifest is
+    written after hashing, and importing pyarrow takes a tenth of a second or more."""
+    threading.Thread(target=_import_manifest_io, name="gitquilt-preload").start()
+
+
+def _import_manifest_io() -> None:
+    with contextlib.suppress(ImportError):
+        import gitquilt.manifest_io  # noqa: F401
 
 
 def _old_pointer(ws: Workspace, ref: PackageRef) -> Pointer | None:

@@ -15,7 +15,9 @@ import errno
 import os
 import shutil
 import stat
+from collections import deque
 from collections.abc import Callable
+from array import array
 from dataclasses import dataclass, field
 
 from gitquilt import fsutil
@@ -32,6 +34,9 @@ from gitquilt.pointer import Pointer
 #: Called with (workspace, package refs, missing digests) to fetch fragments from a remote.
 Fetcher = Callable[[Workspace, list[PackageRef], list[str]], None]
 COPY_THREADS = max(4, min(16, 2 * (os.cpu_count() or 2)))
+#: Small files are handed to the threads in groups of up to this many files or bytes.
+CHUNK_FILES = 64
+CHUNK_BYTES = 4 << 20
 
 
 @dataclass
@@ -245,15 +250,26 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 except OSError:
                     pass
         progress.start(sum(manifest.sizes[i] for i in plan.write), "B", f"checkout {ref.path}")
-        rows: list[tuple[str, int, int, int, str]] = []
+        rows: deque[tuple[str, int, int, int, str]] = deque()  # appended by the threads
         root_abs = str(ws.root / base)
+
+        copier = _Copier(ws, safe) if ws.config.link_mode == "copy" else None
 
         def write_one(i: int) -> None:
             key = key_prefix + manifest.keys[i]
             digest = manifest.sha256(i)
             executable = bool(manifest.executable_flags[i])
             try:
-                pfd, _fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+                if copier is not None:
+                    st = copier.copy(key, digest, manifest.sizes[i], executable)
+                else:
+                    pfd, _fd, tmp = _materialise(ws, safe, key, digest, manifest.sizes[i], executable)
+                    try:
+                        safe.replace(pfd, tmp, key)
+                    except BaseException:
+                        safe.discard(pfd, tmp)
+                        raise
+                    st = os.stat(key.rpartition("/")[2], dir_fd=pfd, follow_symlinks=False)
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise StoreFullError(
@@ -261,15 +277,13 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                         "at a final path: free some space and rerun the checkout"
                     ) from None
                 raise
-            try:
-                safe.replace(pfd, tmp, key)
-            except BaseException:
-                safe.discard(pfd, tmp)
-                raise
-            st = os.stat(key.rpartition("/")[2], dir_fd=pfd, follow_symlinks=False)
             if stat.S_ISREG(st.st_mode):
                 rows.append((f"{root_abs}/{key}", st.st_size, st.st_mtime_ns, st.st_ino, digest))
             progress.update(manifest.sizes[i])
+
+        def write_chunk(chunk: list[int]) -> None:
+            for i in chunk:
+                write_one(i)
 
         try:
             if len(plan.write) > 8:
@@ -277,9 +291,11 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 for d in sorted(parent_dirs([manifest.keys[i] for i in plan.write])):
                     safe.dir_fd(d, create=True)
                 # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
-                with contextlib.closing(parallel_map(write_one, plan.write, COPY_THREADS)) as done:
+                chunks = _chunks(plan.write, manifest.sizes)
+                with contextlib.closing(parallel_map(write_chunk, chunks, COPY_THREADS)) as done:
                     for _ in done:
-                        pass
+                        if len(rows) >= 2048:  # record while the threads write, not all at the end
+                            ws.statcache.record([rows.popleft() for _ in range(len(rows))])
             else:
                 for i in plan.write:
                     write_one(i)
@@ -310,24 +326,108 @@ def _umask() -> int:
     return _UMASK
 
 
+def _chunks(indices: list[int], sizes: "array[int] | list[int]") -> list[list[int]]:
+    """Group small files into units of work for the threads (one task per small file
+    costs about as much as copying it); a large file is a unit of its own."""
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    cur_bytes = 0
+    for i in indices:
+        if sizes[i] >= CHUNK_BYTES:
+            chunks.append([i])
+            continue
+        cur.append(i)
+        cur_bytes += sizes[i]
+        if cur_bytes >= CHUNK_BYTES or len(cur) >= CHUNK_FILES:
+            chunks.append(cur)
+            cur, cur_bytes = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+class _Copier:
+    """Hydrates files in copy mode: the bytes go into an unnamed file (``O_TMPFILE``) that
+    is linked in under its final name once complete, so no partial file ever has a name
+    and no temporary name has to be created and renamed. Where the file system or the
+    platform lacks that, or a file is already there, a named temporary file and a rename."""
+
+    def __init__(self, ws: Workspace, safe: fsutil.SafeDir) -> None:
+        self.cache = ws.cache
+        self.safe = safe
+        self.unnamed = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+    def copy(self, key: str, digest: str, size: int, executable: bool) -> os.stat_result:
+        """Write ``key`` from the fragment ``digest``; return the stat of the file written."""
+        parent, _, name = key.rpartition("/")
+        src = os.open(self.cache.object_file(digest), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _check_fragment_size(os.fstat(src).st_size, digest, size)
+            if self.unnamed:
+                st = self._copy_unnamed(src, key, parent, name, size, executable)
+                if st is not None:
+                    return st
+            return self._copy_named(src, key, size, executable)
+        finally:
+            os.close(src)
+
+    def _copy_unnamed(
+        self, src: int, key: str, parent: str, name: str, size: int, executable: bool
+    ) -> os.stat_result | None:
+        pfd = self.safe.dir_fd(parent, create=True)
+        if pfd is None:  # its parent vanished while we created it
+            raise UnsafePath(f"{self.safe.label}/{parent}: directory changed while files were written into it")
+        try:
+            fd = os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o777 if executable else 0o666, dir_fd=pfd)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+            self.unnamed = False  # this file system cannot: named temporary files from now on
+            return None
+        try:
+            fsutil.copy_fd(src, fd, size)
+            st = os.fstat(fd)
+            proc = f"/proc/self/fd/{fd}"
+            try:
+                os.link(proc, name, dst_dir_fd=pfd, follow_symlinks=True)  # never replaces anything
+                return st
+            except FileExistsError:
+                pass
+            # something is there: give the bytes a temporary name, then rename it over
+            tmp = fsutil.tmp_name(name)
+            os.link(proc, tmp, dst_dir_fd=pfd, follow_symlinks=True)
+            try:
+                self.safe.replace(pfd, tmp, key)
+            except BaseException:
+                self.safe.discard(pfd, tmp)
+                raise
+            return st
+        finally:
+            os.close(fd)
+
+    def _copy_named(self, src: int, key: str, size: int, executable: bool) -> os.stat_result:
+        os.lseek(src, 0, os.SEEK_SET)
+        pfd, fd, tmp = self.safe.create_temp(key, executable)
+        try:
+            try:
+                fsutil.copy_fd(src, fd, size)
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            self.safe.replace(pfd, tmp, key)
+        except BaseException:
+            self.safe.discard(pfd, tmp)
+            raise
+        return st
+
+
 def _materialise(
     ws: Workspace, safe: fsutil.SafeDir, key: str, digest: str, size: int, executable: bool
 ) -> tuple[int, int | None, str]:
-    """Create the file's bytes under a temporary name beside ``key``."""
+    """Link the fragment in under a temporary name beside ``key`` (hardlink and symlink
+    modes; copy mode is :class:`_Copier`)."""
     mode = ws.config.link_mode
     src = ws.cache.object_path(digest)
-    if mode == "copy":
-        with open(src, "rb") as s:
-            _check_fragment_size(os.fstat(s.fileno()).st_size, digest, size)
-            pfd, fd, tmp = safe.create_temp(key, executable)
-            try:
-                fsutil.copy_fd(s.fileno(), fd, size)
-            except BaseException:
-                os.close(fd)
-                safe.discard(pfd, tmp)
-                raise
-        os.close(fd)
-        return pfd, None, tmp
     parent = key.rpartition("/")[0]
     pfd = safe.dir_fd(parent, create=True)
     assert pfd is not None

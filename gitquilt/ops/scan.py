@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitquilt import fsutil
-from gitquilt.digest import hash_file
+from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, hash_bytes, hash_file
 from gitquilt.errors import UnsafePath
+from gitquilt.manifest import files_fingerprint
 from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.workspace import PackageRef, Workspace
-from gitquilt.statcache import stat_key
+from gitquilt.statcache import Row, stat_key
 from gitquilt.store import WriteBatch
 
 #: Hashing threads: hashlib releases the GIL on large buffers, and small files
 #: overlap their system calls, so a few threads per core pay off.
 HASH_THREADS = max(4, min(32, 2 * (os.cpu_count() or 2)))
+#: Small files are handed to the threads in groups of up to this many files or bytes.
+CHUNK_FILES = 64
+CHUNK_BYTES = 4 << 20
 
 
 @dataclass
@@ -87,6 +92,15 @@ def scan_package(ws: Workspace, ref: PackageRef) -> Scan:
     return scan
 
 
+def scan_fingerprint(scan: Scan) -> str:
+    """Fingerprint of the scanned files (same as :meth:`Manifest.files_fingerprint`)."""
+    files = sorted(scan.files.values(), key=lambda f: f.key.encode("utf-8", "surrogatepass"))
+    digests = b"".join(bytes.fromhex(f.sha256 or "0" * 64) for f in files)
+    return files_fingerprint(
+        [f.key for f in files], digests, [f.size for f in files], bytes(1 if f.executable else 0 for f in files)
+    )
+
+
 def _check_parents(root: Path, ref: PackageRef) -> None:
     """Refuse a package whose parent directories include a symlink (it could lead outside)."""
     cur = root
@@ -106,9 +120,13 @@ def fill_hashes(
     batch: WriteBatch | None = None,
     progress: Progress | None = None,
     jobs: int | None = None,
+    before_hashing: Callable[[], None] | None = None,
 ) -> None:
     """Set ``sha256`` on every scanned file: from the stat cache when it vouches for the
-    file, else by reading it (storing the bytes in the cache when ``batch`` is given)."""
+    file, else by reading it (storing the bytes in the cache when ``batch`` is given).
+
+    ``before_hashing`` is called once, only when some file has to be read.
+    """
     progress = progress or NullProgress()
     known = ws.statcache.lookup_dir(str(ws.root / scan.ref.path)) if scan.kind == "dir" else {}
     if scan.kind == "file":
@@ -123,29 +141,73 @@ def fill_hashes(
         todo.append(fs)
     if not todo:
         return
+    if before_hashing is not None:
+        before_hashing()
     progress.start(sum(f.size for f in todo), "B", "hashing")
 
-    def work(fs: FileState) -> FileState:
-        if batch is not None:
-            fs.sha256, size = batch.put_file(fs.abs_path)
-        else:
-            fs.sha256, size = hash_file(fs.abs_path)
-        fs.size = size  # what was hashed, even if the file changed since the scan
-        progress.update(size)
-        return fs
-
-    rows = []
-    threads = min(jobs or HASH_THREADS, HASH_THREADS, len(todo))
-    done = parallel_map(work, todo, threads)  # Ctrl-C safe (see ops/parallel.py)
-    try:
-        for fs in done:
+    def work(chunk: list[FileState]) -> list[Row]:
+        rows: list[Row] = []
+        for fs in chunk:
+            if batch is not None:
+                fs.sha256, size = batch.put_file(fs.abs_path)
+            else:
+                fs.sha256, size = _hash_file(fs.abs_path, fs.size)
+            fs.size = size  # what was hashed, even if the file changed since the scan
+            progress.update(size)
             try:
                 st = os.stat(fs.abs_path, follow_symlinks=False)
             except FileNotFoundError:
                 continue
+            # unchanged since the scan: the stat cache may vouch for it next time
             if stat_key(st) == (fs.size, fs.mtime_ns, fs.ino):
                 rows.append((fs.abs_path, fs.size, fs.mtime_ns, fs.ino, fs.sha256))
+        return rows
+
+    rows: list[Row] = []
+    chunks = _chunks(todo)
+    threads = min(jobs or HASH_THREADS, HASH_THREADS, len(chunks))
+    done = parallel_map(work, chunks, threads)  # Ctrl-C safe (see ops/parallel.py)
+    try:
+        for chunk_rows in done:
+            rows.extend(chunk_rows)
     finally:
         done.close()  # on an error, cancels the queue and waits for running items
         progress.close()
-    ws.statcache.record(rows)  # type: ignore[arg-type]
+    ws.statcache.record(rows)
+
+
+def _chunks(files: list[FileState]) -> list[list[FileState]]:
+    """Group small files into units of work (one task per file costs more than hashing
+    a few KiB); a large file is a unit of its own."""
+    chunks: list[list[FileState]] = []
+    cur: list[FileState] = []
+    cur_bytes = 0
+    for fs in files:
+        if fs.size >= CHUNK_BYTES:
+            chunks.append([fs])
+            continue
+        cur.append(fs)
+        cur_bytes += fs.size
+        if cur_bytes >= CHUNK_BYTES or len(cur) >= CHUNK_FILES:
+            chunks.append(cur)
+            cur, cur_bytes = [], 0
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def _hash_file(path: str, size_hint: int) -> tuple[str, int]:
+    """(sha256, size) of a file; a small one is read in one system call."""
+    if size_hint > SMALL_FILE:
+        return hash_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, size_hint + 1)  # one byte more: EOF is seen without a second read
+        if len(data) != size_hint:  # changed since the scan (or a short read): read to the end
+            chunks = [data]
+            while more := os.read(fd, BLOCK_SIZE):
+                chunks.append(more)
+            data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return hash_bytes(data), len(data)

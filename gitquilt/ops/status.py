@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gitquilt.errors import NotFound, QuiltError
-from gitquilt.manifest import Manifest, files_fingerprint
-from gitquilt.ops.scan import Scan, fill_hashes, scan_package
+from gitquilt.manifest import Manifest
+from gitquilt.ops.scan import Scan, fill_hashes, scan_fingerprint, scan_package
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.pointer import Pointer
 
@@ -45,15 +45,6 @@ class PackageStatus:
             "deleted": self.deleted,
             "error": self.error,
         }
-
-
-def scan_fingerprint(scan: Scan) -> str:
-    """Fingerprint of the scanned files (same as :meth:`Manifest.files_fingerprint`)."""
-    files = sorted(scan.files.values(), key=lambda f: f.key.encode("utf-8", "surrogatepass"))
-    digests = b"".join(bytes.fromhex(f.sha256 or "0" * 64) for f in files)
-    return files_fingerprint(
-        [f.key for f in files], digests, [f.size for f in files], bytes(1 if f.executable else 0 for f in files)
-    )
 
 
 def compare(manifest: Manifest, scan: Scan) -> tuple[list[str], list[str], list[str]]:
