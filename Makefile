@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test bench clean
 
+# torch (extra [torch]) goes in first, pinned to the CPU wheel: a bare `torch` requirement
+# could pull GBs of CUDA wheels. The torch adapter's tests then run in CI, never skipped.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q --disable-pip-version-check 'torch==2.13.0'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,torch]'
 	touch $(STAMP)
 
 test: $(STAMP)

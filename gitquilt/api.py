@@ -159,13 +159,13 @@ class _Context:
         engine: loose objects, and single fragments out of packs by range).
         """
         ws = self.workspace()
-        missing = {d: s for d, s in sizes.items() if not ws.cache.has(d)}
+        missing: dict[str, int | None] = {d: s for d, s in sizes.items() if not ws.cache.has(d)}
         if not missing:
             return 0
         from gitquilt.ops.transfer import fetch_fragments
 
         backend = self.backend(what, sorted(missing))
-        fetch_fragments(ws, dict(missing), backend=backend)  # type: ignore[arg-type]
+        fetch_fragments(ws, missing, backend=backend)
         still = ws.cache.missing(missing)
         if still:
             raise MissingFragments(f"{what}: {len(still)} fragment(s) did not arrive from {backend.url}", still)
@@ -262,7 +262,7 @@ class _State:
             self._names[prefix] = found
         return found
 
-    def file(self, key: str) -> "File | None":
+    def file(self, key: str) -> File | None:
         entry = self.manifest.get(key)
         if entry is None:
             return None
@@ -273,7 +273,7 @@ class _State:
 class File:
     """One file of a package version. ``node()`` returns its local (read-only) path."""
 
-    __slots__ = ("_ctx", "_label", "key", "sha256", "size", "executable", "_meta")
+    __slots__ = ("_ctx", "_label", "_meta", "executable", "key", "sha256", "size")
 
     def __init__(self, ctx: _Context, label: str, key: str, sha256: str, size: int, executable: bool,
                  meta: str = EMPTY_META) -> None:
@@ -296,7 +296,7 @@ class File:
         value: dict[str, Any] = json.loads(self._meta)
         return value
 
-    def __call__(self, asa: Callable[["File"], Any] | None = None) -> Any:
+    def __call__(self, asa: Callable[[File], Any] | None = None) -> Any:
         """The local path of the fragment (fetched on demand); with ``asa``, ``asa(self)``."""
         if asa is not None:
             return asa(self)
@@ -321,7 +321,7 @@ class File:
 class Directory:
     """A directory of a package version; attribute and item access reach its children."""
 
-    __slots__ = ("_state", "_prefix")
+    __slots__ = ("_prefix", "_state")
 
     def __init__(self, state: _State, prefix: str) -> None:
         self._state = state
@@ -360,7 +360,7 @@ class Directory:
         dirs, files = self._state.listing(self._prefix)
         return len(dirs) + len(files)
 
-    def items(self) -> Iterator[tuple[str, "Directory | File"]]:
+    def items(self) -> Iterator[tuple[str, Directory | File]]:
         for name in self.keys():
             yield name, self[name]
 
@@ -378,7 +378,7 @@ class Directory:
         """Every file below this directory, in key order."""
         return [f for _, f in self.walk()]
 
-    def get(self, key: str, default: Any = None) -> "Directory | File | Any":
+    def get(self, key: str, default: Any = None) -> Directory | File | Any:
         try:
             return self[key]
         except KeyError:
@@ -387,7 +387,7 @@ class Directory:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
-    def __getitem__(self, key: str) -> "Directory | File":
+    def __getitem__(self, key: str) -> Directory | File:
         """The child at ``key``, a logical key relative to this directory (``"test/1.jpg"``)."""
         if not isinstance(key, str):
             raise TypeError(f"package keys are strings, not {type(key).__name__}")
@@ -422,7 +422,7 @@ class Directory:
                 hint = "; did you mean " + ", ".join(repr((parent + "/" if parent else "") + c) for c in close) + "?"
         return f"{full!r} is not in package {s.label} (top hash {s.top_hash[:12]}, {len(s.manifest)} files){hint}"
 
-    def __getattr__(self, ident: str) -> "Directory | File":
+    def __getattr__(self, ident: str) -> Directory | File:
         if ident.startswith("__") or ident in _SLOTS:
             raise AttributeError(ident)  # probes by copy/pickle, or a half-unpickled node
         children = self._state.names(self._prefix).resolve(ident)
@@ -449,7 +449,7 @@ class Directory:
         sizes = {f.sha256: f.size for f in (self.files() if files is None else files)}
         return self._state.ctx.fetch(sizes, f"{self._state.label}: {self.key or '.'}")
 
-    def __call__(self, asa: Callable[["Directory"], Any] | None = None) -> Any:
+    def __call__(self, asa: Callable[[Directory], Any] | None = None) -> Any:
         """``asa(self)`` with an adapter; without one, {relative key: local path} of every file."""
         if asa is not None:
             return asa(self)
@@ -493,7 +493,7 @@ class Package(Directory):
         """True for a single-file package (``git quilt add model.pt``): one child, the file."""
         return bool(self._state.manifest.meta.get(_FILE_KIND) == "file")
 
-    def __call__(self, asa: Callable[["Directory"], Any] | None = None) -> Any:
+    def __call__(self, asa: Callable[[Directory], Any] | None = None) -> Any:
         """Like :meth:`Directory.__call__`; a single-file package returns its file's path."""
         if asa is None and self.is_file and len(self._state.manifest) == 1:
             return self[self._state.manifest.keys[0]]()
@@ -552,4 +552,4 @@ def export(path: str | os.PathLike[str], dir: str | os.PathLike[str], rev: str |
 
     pkg = load(path, rev=rev, repo=repo, remote=remote)
     pkg.fetch()
-    return export_op(pkg._state.ctx.workspace(), PackageRef(pkg.path), dir, rev=rev, force=force)
+    return export_op(pkg._state.ctx.workspace(), PackageRef(pkg.path), os.fspath(dir), rev=rev, force=force)

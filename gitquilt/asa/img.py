@@ -28,7 +28,7 @@ LABEL_HEIGHT = 12
 PAD = 2
 
 
-def open_image(path: str, mode: str | None = "RGB") -> "Image":
+def open_image(path: str, mode: str | None = "RGB") -> Image:
     """Decode the image at ``path`` completely (the file is closed on return), converted to ``mode``."""
     from PIL import Image
 
@@ -93,8 +93,8 @@ def _grid(n: int, cols: int | None) -> tuple[int, int]:
     return c, math.ceil(n / c)
 
 
-def contact_sheet(images: list[tuple[str, "Image"]], size: tuple[int, int], cols: int | None = None,
-                  titles: bool = True) -> "Image":
+def contact_sheet(images: list[tuple[str, Image]], size: tuple[int, int], cols: int | None = None,
+                  titles: bool = True) -> Image:
     """One RGB image of ``size`` pixels with every image scaled into its cell, labelled with its name."""
     from PIL import Image, ImageDraw, ImageOps
 
@@ -115,7 +115,7 @@ def contact_sheet(images: list[tuple[str, "Image"]], size: tuple[int, int], cols
     return sheet
 
 
-def _figure(images: list[tuple[str, "Image"]], figsize: tuple[float, float], cols: int | None, titles: bool) -> Any:
+def _figure(images: list[tuple[str, Image]], figsize: tuple[float, float], cols: int | None, titles: bool) -> Any:
     import matplotlib.pyplot as plt
     import numpy as np
 
