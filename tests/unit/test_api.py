@@ -13,7 +13,7 @@ import pytest
 
 import gitquilt
 from gitquilt.api import Directory, File, KeyNotFound, Package, _Context, attr_name
-from gitquilt.errors import MissingFragments, NotFound, QuiltError
+from gitquilt.errors import IntegrityError, MissingFragments, NotFound, QuiltError
 from tests.unit.api_world import V1, V2, World, build_world
 
 
@@ -154,6 +154,17 @@ def test_node_returns_a_read_only_cache_path_holding_the_bytes(world: World) -> 
     assert Path(path).is_relative_to(world.src.root / ".git" / "quilt" / "objects")
     assert stat.S_IMODE(os.stat(path).st_mode) & 0o222 == 0  # nobody but root can write through it
     assert pkg["test/101085.jpg"].open().read() == V2["test/101085.jpg"]
+
+
+def test_a_cached_fragment_of_the_wrong_size_is_refused(world: World) -> None:
+    clone = world.clone("damaged")
+    pkg = gitquilt.load("images", repo=clone.root)
+    path = Path(pkg.README())
+    path.chmod(0o644)
+    path.write_bytes(b"cut")
+    with pytest.raises(IntegrityError, match=r"README\.md: the cached fragment .* is 3 bytes, the manifest says 10 "
+                                             r"\(run: git quilt verify\)"):
+        pkg.README()
 
 
 def test_directory_call_gives_every_path_and_asa_applies_an_adapter(world: World) -> None:
