@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 #: Temporary files of dead writers older than this are removed by :meth:`Store.clean_tmp`.
 STALE_TMP_SECONDS = 3600
 FSYNC_MODES = ("batch", "always", "never")
+#: Batches up to this many files fsync each file instead of calling syncfs.
+SMALL_BATCH = 8
 
 
 class StoreError(QuiltError):
@@ -457,7 +459,11 @@ class WriteBatch:
         objects = self._objects_dir
         try:
             if self.store.fsync == "batch":
-                fsutil.syncfs(self.store.tmp)
+                if len(pending) <= SMALL_BATCH:
+                    for tmp, _digest in pending:  # a few files: cheaper than flushing the whole fs
+                        fsutil.fsync_file(tmp)
+                else:
+                    fsutil.syncfs(self.store.tmp)
             for tmp, digest in pending:
                 parent = f"{objects}/{digest[:2]}"
                 final = f"{parent}/{digest[2:]}"

@@ -112,6 +112,22 @@ def test_store_batch_flushes_before_linking_and_syncs_dirs_after(rec: Recorder, 
     assert all(store.has(d) for d in digests)
 
 
+def test_large_batch_uses_one_syncfs_before_any_link(rec: Recorder, tmp_path: Path) -> None:
+    from gitquilt.store import SMALL_BATCH
+
+    store = Store(tmp_path / "cache", fsync="batch")
+    with store.batch() as b:
+        for i in range(SMALL_BATCH + 5):
+            b.put_bytes(f"fragment {i}".encode())
+    links = rec.names()
+    assert len(links) == SMALL_BATCH + 5
+    first_link = links[0][0]
+    assert [c.op for c in rec.calls[:first_link]].count("syncfs") == 1
+    assert not any(c.op == "fsync-file" for c in rec.calls)  # one flush for the whole batch
+    for i, _c in links:
+        rec.assert_dir_synced_after(i)
+
+
 def test_atomic_write_bytes_order(rec: Recorder, tmp_path: Path) -> None:
     target = tmp_path / "file.txt"
     fsutil.atomic_write_bytes(target, b"content")
