@@ -19,7 +19,8 @@ from gitquilt.remotes import check_endpoint, parse_size, parse_url
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Per-remote options ``remote add`` can set (others may be edited into the file by hand).
-OPTIONS = ("checksum", "multipart_threshold", "multipart_chunksize", "memory", "max_attempts")
+OPTIONS = ("checksum", "multipart_threshold", "multipart_chunksize", "memory", "max_attempts", "pack_threshold",
+           "pack_size")
 
 
 @dataclass
@@ -90,6 +91,9 @@ def add_remote(
         if key in ("multipart_threshold", "multipart_chunksize", "memory"):
             parse_size(value, key)
         spec[key] = value
+    from gitquilt.ops.remote_packs import PackSettings
+
+    PackSettings.from_options(spec, name)  # pack_threshold / pack_size: sizes, threshold <= pack size
     remotes[name] = spec
     core = doc.setdefault("core", {})
     became_default = default or not core.get("default_remote") or core.get("default_remote") not in remotes

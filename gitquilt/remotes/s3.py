@@ -35,6 +35,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from gitquilt.digest import expect_digest, hash_stream
 from gitquilt.errors import ConfigError, IntegrityError, QuiltError, RemoteError, RemotePermanent, RemoteTransient
 from gitquilt.remotes import (
     Capabilities,
@@ -51,7 +52,12 @@ if TYPE_CHECKING:
     from gitquilt.config import RemoteConfig
 
 MiB = 1 << 20
-DEFAULT_THRESHOLD = 16 * MiB
+#: Multipart above this: over a WAN (AWS) parts in parallel beat one stream; on a LAN endpoint
+#: one streamed PUT is faster (fewer requests, no server-side assembly), so only huge objects.
+DEFAULT_THRESHOLD = 64 * MiB
+DEFAULT_THRESHOLD_ENDPOINT = 1 << 30
+#: Objects up to this size are read into memory (under the byte budget), hashed and PUT.
+SMALL_PUT = 8 * MiB
 DEFAULT_CHUNK = 16 * MiB
 DEFAULT_MEMORY = 128 * MiB
 DEFAULT_ATTEMPTS = 4
@@ -122,12 +128,20 @@ class S3Remote:
         self.checksum = str(opts.get("checksum", "sha256"))
         if self.checksum not in CHECKSUM_MODES:
             raise ConfigError(f"remote {cfg.name!r}: checksum must be one of {', '.join(CHECKSUM_MODES)}")
-        self.threshold = parse_size(opts.get("multipart_threshold", DEFAULT_THRESHOLD), "multipart_threshold")
+        default_threshold = DEFAULT_THRESHOLD if self.endpoint is None else DEFAULT_THRESHOLD_ENDPOINT
+        self.threshold = parse_size(opts.get("multipart_threshold", default_threshold), "multipart_threshold")
         self.chunk = max(MIN_CHUNK, parse_size(opts.get("multipart_chunksize", DEFAULT_CHUNK), "multipart_chunksize"))
         self.budget = ByteBudget(parse_size(opts.get("memory", DEFAULT_MEMORY), "memory"))
         attempts = opts.get("max_attempts", DEFAULT_ATTEMPTS)
         if not isinstance(attempts, int) or not 1 <= attempts <= 20:
             raise ConfigError(f"remote {cfg.name!r}: max_attempts must be an integer from 1 to 20")
+        ranges = opts.get("parallel_ranges", self.endpoint is None)
+        if not isinstance(ranges, bool):
+            raise ConfigError(f"remote {cfg.name!r}: parallel_ranges must be true or false")
+        #: Split large downloads into parallel ranged GETs: worth it over a WAN (AWS), where one
+        #: connection is slow; on a LAN endpoint one GET per object is faster (servers such as
+        #: moto read the whole object for every range).
+        self.parallel_ranges = ranges
         self.jobs = max(1, jobs)
         self._client, self._http = shared_client(self.endpoint, self.region, self.jobs * 2 + 8, attempts)
         self._caps: Capabilities | None = None
@@ -226,7 +240,8 @@ class S3Remote:
         """What is known without writing: the probe's answer once a write has run it."""
         if self._caps is not None:
             return self._caps
-        return Capabilities(conditional_put=False, server_checksum=False, parallel_ranges=True, multipart=True)
+        return Capabilities(conditional_put=False, server_checksum=False, parallel_ranges=self.parallel_ranges,
+                            multipart=True)
 
     def probe(self) -> Capabilities:
         """Probe the endpoint once per process (a few requests, only before the first write)."""
@@ -270,8 +285,8 @@ class S3Remote:
                 self._call("delete", bad_key, self._client.delete_object, Key=bad_key)
         with contextlib.suppress(QuiltError):
             self._call("delete", key, self._client.delete_object, Key=key)
-        return Capabilities(conditional_put=conditional, server_checksum=server_checksum, parallel_ranges=True,
-                            multipart=True)
+        return Capabilities(conditional_put=conditional, server_checksum=server_checksum,
+                            parallel_ranges=self.parallel_ranges, multipart=True)
 
     def _probe_put(self, key: str, body: bytes, **params: Any) -> None:
         self.requests.add("probe")
@@ -323,6 +338,8 @@ class S3Remote:
     def put(self, key: str, source: BinaryIO, size: int, sha256: str | None = None, overwrite: bool = False) -> bool:
         if size >= self.threshold and size > 0:
             return self._put_multipart(key, source, size, sha256, overwrite)
+        if size > min(SMALL_PUT, self.threshold) and _seekable(source):
+            return self._put_stream(key, source, size, sha256, overwrite)
         taken = self.budget.acquire(size)
         try:
             data = read_exactly(source, size, f"upload of {key}")
@@ -343,6 +360,33 @@ class S3Remote:
             params["IfNoneMatch"] = "*"
         if self.checksum == "sha256" or checksum_b64 is not None:
             params["ChecksumSHA256"] = checksum_b64 or _b64(sha256 or hashlib.sha256(data).hexdigest())
+        return self._conditional("put", key, self._client.put_object, **params)
+
+    def _put_stream(self, key: str, source: BinaryIO, size: int, sha256: str | None, overwrite: bool) -> bool:
+        """One PUT streamed from a seekable source: memory stays small whatever the size.
+
+        Where the server does not check ``x-amz-checksum-sha256`` itself, the bytes are
+        hashed first (one more read, from the page cache), so that a damaged cache file
+        never reaches the remote under its name.
+        """
+        caps = self.probe()
+        if not overwrite and not caps.conditional_put and self.size(key) is not None:
+            return False  # HEAD-then-PUT where the endpoint ignores If-None-Match
+        start = source.tell()
+        what = f"upload of {key}"
+        if sha256 is None or not (caps.server_checksum and self.checksum == "sha256"):
+            actual, n = hash_stream(source, size + 1)
+            if n != size:
+                raise IntegrityError(f"{what}: expected {size} bytes, got {n if n < size else 'more'}")
+            if sha256 is not None:
+                expect_digest(actual, sha256, n, what)
+            sha256 = actual
+            source.seek(start)
+        params: dict[str, Any] = {"Key": self._k(key), "Body": _Window(source, start, size), "ContentLength": size}
+        if not overwrite and caps.conditional_put:
+            params["IfNoneMatch"] = "*"
+        if self.checksum == "sha256":
+            params["ChecksumSHA256"] = _b64(sha256)
         return self._conditional("put", key, self._client.put_object, **params)
 
     def _pool(self) -> ThreadPoolExecutor:
@@ -450,6 +494,56 @@ class S3Remote:
             pool, self._parts = self._parts, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _seekable(source: BinaryIO) -> bool:
+    try:
+        return bool(source.seekable())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _Window(io.RawIOBase):
+    """``size`` bytes of a seekable stream from ``start``, as a stream of its own (botocore seeks
+    it back to 0 to sign the payload and to retry)."""
+
+    def __init__(self, raw: BinaryIO, start: int, size: int) -> None:
+        self._raw = raw
+        self._start = start
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, min(self._size, base + offset))
+        self._raw.seek(self._start + self._pos)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        left = self._size - self._pos
+        n = left if n is None or n < 0 else min(n, left)
+        if n <= 0:
+            return b""
+        data = self._raw.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(b))
+        memoryview(b)[: len(data)] = data
+        return len(data)
+
+    def __len__(self) -> int:
+        return self._size
 
 
 class _Rejected(Exception):

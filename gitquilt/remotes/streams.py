@@ -122,6 +122,8 @@ class CountingReader(io.RawIOBase):
         self._raw = raw
         self._on_bytes = on_bytes
         self._network = network
+        self._pos = 0
+        self._high = 0  # progress counts each byte once, even when a backend re-reads after a seek
 
     def readable(self) -> bool:
         return True
@@ -137,7 +139,10 @@ class CountingReader(io.RawIOBase):
 
                 raise RemoteTransient(f"{self._network}: connection lost ({exc})") from None
         if data:
-            self._on_bytes(len(data))
+            self._pos += len(data)
+            if self._pos > self._high:
+                self._on_bytes(self._pos - self._high)
+                self._high = self._pos
         return data
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -146,4 +151,14 @@ class CountingReader(io.RawIOBase):
         return len(data)
 
     def seekable(self) -> bool:
-        return False
+        try:
+            return bool(self._raw.seekable())
+        except (AttributeError, ValueError, OSError):
+            return False
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = self._raw.seek(offset, whence)
+        return self._pos

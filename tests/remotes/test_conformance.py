@@ -126,3 +126,38 @@ def test_directory_remote_ignores_temporary_files(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     (d / fsutil.tmp_name("frag")).write_bytes(b"partial")
     assert [o.key for o in remote.list("objects/")] == [fragment_key(sha(b"x"))]
+
+
+class _OneWay(io.RawIOBase):
+    """A stream that cannot seek (a pipe)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._b = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        return self._b.readinto(b)
+
+
+def test_s3_streamed_put_of_a_large_object(make_remote: RemoteFactory) -> None:
+    """Between 8 MiB and the multipart threshold: one PUT streamed from the file, hashed first
+    where the server does not check checksums; a wrong hash stores nothing."""
+    remote = make_remote("s3")
+    data = os.urandom(9 * MiB)
+    key, created = put_fragment(remote, data)
+    assert created and read(remote, key) == data
+    assert remote.request_count() > 0
+    wrong = fragment_key(sha(b"not these bytes"))
+    with pytest.raises(IntegrityError, match="expected sha256"):
+        remote.put(wrong, io.BytesIO(data), len(data), sha(b"not these bytes"))
+    assert remote.size(wrong) is None
+    short = fragment_key(sha(data + b"x"))
+    with pytest.raises(IntegrityError, match="bytes"):
+        remote.put(short, io.BytesIO(data), len(data) + 1, sha(data + b"x"))
+    assert remote.size(short) is None
+    # a source that cannot seek goes through memory instead
+    other = os.urandom(9 * MiB)
+    assert remote.put(fragment_key(sha(other)), _OneWay(other), len(other), sha(other))  # type: ignore[arg-type]
+    assert read(remote, fragment_key(sha(other))) == other
