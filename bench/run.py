@@ -21,7 +21,7 @@ def main() -> int:
         if not script.exists():
             continue
         print(f"== {name} ==", flush=True)
-        rc = subprocess.run([sys.executable, str(script), *sys.argv[1:]]).returncode
+        rc = subprocess.run([sys.executable, str(script), *sys.argv[1:]], check=False).returncode
         print(flush=True)
         status = status or rc
     return status

@@ -7,10 +7,12 @@ are made on demand. The canonical text is specified in docs/FORMAT.md.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from gitquilt.digest import check_digest
@@ -69,6 +71,69 @@ def check_no_file_dir_clash(keys: Sequence[str]) -> None:
         raise UnsafePath(f"logical key {name!r} is both a file and a directory: the manifest is corrupt")
 
 
+_KEY = attrgetter("key")
+
+
+def _all_plain(keys: list[str]) -> bool:
+    """True when every key is printable ASCII of at most 255 characters without ':',
+    "git", a backslash, or an empty, '.' or '..' segment: valid without a closer look
+    (what keys.check_key accepts at once), tested over all keys together. False means
+    only that each key must be checked on its own."""
+    if not keys:
+        return True
+    text = "\n".join(keys)
+    if text.count("\n") != len(keys) - 1:  # a key holding a newline
+        return False
+    if not text.isascii() or not text.replace("\n", " ").isprintable():
+        return False
+    if max(map(len, keys)) > 255:
+        return False
+    if ":" in text or "\\" in text or "git" in text.lower():
+        return False
+    # one path of all segments: "//" is an empty key or segment, or a leading or trailing '/'
+    path = "/" + text.replace("\n", "/") + "/"
+    return "//" not in path and "/./" not in path and "/../" not in path
+
+
+def _raw_digests(hexes: list[Any]) -> bytes | None:
+    """The 32-byte digests of a list of 64-character lowercase hex strings, else None."""
+    try:
+        if hexes and set(map(len, hexes)) != {64}:
+            return None
+        text = "".join(hexes)
+    except TypeError:
+        return None
+    if not text.isascii() or text.lower() != text:  # unhexlify would take upper case
+        return None
+    try:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _sizes(values: list[Any]) -> array[int] | None:
+    """The sizes as an int64 array, or None when one is not a non-negative integer."""
+    if not set(map(type, values)) <= {int, bool}:  # array() would take numpy integers too
+        return None
+    try:
+        sizes = array("q", values)
+    except OverflowError:
+        return None
+    return sizes if not values or min(sizes) >= 0 else None
+
+
+def _checked_columns(items: list[Entry]) -> tuple[bytes, array[int]]:
+    """Digests and sizes entry by entry, raising on the first invalid one."""
+    digests = bytearray()
+    sizes = array("q")
+    for e in items:
+        digests += bytes.fromhex(check_digest(e.sha256, f"hash of {e.key!r}"))
+        if not isinstance(e.size, int) or not 0 <= e.size < 1 << 63:  # int64, as Parquet stores it
+            raise FormatError(f"invalid size {e.size!r} for {e.key!r}")
+        sizes.append(e.size)
+    return bytes(digests), sizes
+
+
 class Manifest:
     """An immutable, validated package listing sorted by the UTF-8 bytes of its keys."""
 
@@ -78,7 +143,7 @@ class Manifest:
         self,
         keys: list[str],
         digests: bytes,
-        sizes: array,
+        sizes: array[int],
         executable: bytes | bytearray,
         metas: list[str] | None,
         meta: dict[str, Any],
@@ -97,25 +162,38 @@ class Manifest:
     @classmethod
     def from_entries(cls, entries: Iterable[Entry], meta: dict[str, Any] | None = None) -> "Manifest":
         """Validate and sort entries into a manifest."""
-        items = sorted(entries, key=lambda e: e.key.encode("utf-8", "surrogatepass"))
-        keys = [check_key(e.key) for e in items]
-        check_sorted_unique(keys)
-        check_no_file_dir_clash(keys)
-        digests = bytearray()
-        sizes = array("q")
-        execs = bytearray()
-        metas: list[str] = []
+        items = list(entries)
+        try:
+            # str order is code point order, which UTF-8 keeps (surrogates too, with
+            # surrogatepass): sorting the keys as str sorts them by their UTF-8 bytes
+            items.sort(key=_KEY)
+        except TypeError:  # a key that is not a str: check_key says which
+            for e in items:
+                check_key(e.key)
+            raise
+        keys = [e.key for e in items]
+        if not _all_plain(keys):
+            keys = [check_key(k) for k in keys]
+        key_set = set(keys)
+        if len(key_set) != len(keys):
+            check_sorted_unique(keys)  # names the duplicate
+        clash = key_set & parent_dirs(keys)
+        if clash:
+            raise UnsafePath(f"logical key {min(clash)!r} is both a file and a directory: the manifest is corrupt")
+        digests = _raw_digests([e.sha256 for e in items])
+        sizes = _sizes([e.size for e in items])
+        if digests is None or sizes is None:  # the slow way, to name the first bad entry
+            digests, sizes = _checked_columns(items)
+        execs = bytes([1 if e.executable else 0 for e in items])
+        metas = [e.meta for e in items]
+        any_meta = False
         for e in items:
-            digests += bytes.fromhex(check_digest(e.sha256, f"hash of {e.key!r}"))
-            if not isinstance(e.size, int) or e.size < 0:
-                raise FormatError(f"invalid size {e.size!r} for {e.key!r}")
-            sizes.append(e.size)
-            execs.append(1 if e.executable else 0)
-            metas.append(e.meta if e.meta == EMPTY_META else check_canonical_json(e.meta, f"meta of {e.key!r}"))
-        any_meta = any(m != EMPTY_META for m in metas)
+            if e.meta != EMPTY_META:
+                check_canonical_json(e.meta, f"meta of {e.key!r}")
+                any_meta = True
         package_meta = dict(meta or {})
         canonical_json(package_meta)
-        return cls(keys, bytes(digests), sizes, execs, metas if any_meta else None, package_meta)
+        return cls(keys, digests, sizes, execs, metas if any_meta else None, package_meta)
 
     # -- access -------------------------------------------------------------------
     def __len__(self) -> int:

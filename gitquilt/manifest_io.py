@@ -42,11 +42,18 @@ SCHEMA = pa.schema(
     ]
 )
 
-# Keys that pass this RE2 pattern's negation still get the full Python check when they
-# could be a .git look-alike, are non-ASCII, contain ':' or are long (see _SUSPICIOUS).
+# A key matching no part of _NEEDS_CHECK (and at most 255 bytes) is printable ASCII
+# without ':', "git", a backslash, or an empty, '.' or '..' segment: valid by
+# construction, as in keys.check_key's own fast path. Every key that matches, the
+# suspicious (non-printable, a possible .git look-alike, ':') and the malformed alike,
+# gets the full Python check_key: one regex pass over the column. _BAD_STRUCTURE then
+# guards against check_key and these patterns ever disagreeing.
 _BAD_STRUCTURE = r"(^$|^/|//|/$|(^|/)\.\.?(/|$)|\\|[\x00-\x1f\x7f]|^[A-Za-z]:)"
-_SUSPICIOUS = r"([^\x20-\x7e]|[gG][iI][tT]|:)"
+_BAD_STRUCTURE_RE = re.compile(_BAD_STRUCTURE)
+_NEEDS_CHECK = r"[^\x20-\x7e]|[gG][iI][tT]|:|^$|^/|//|/$|(^|/)\.\.?(/|$)|\\"
 _HEX64 = r"^[0-9a-f]{64}$"
+#: Rows decoded and validated at a time.
+BATCH_ROWS = 1 << 16
 
 
 def manifest_to_bytes(manifest: Manifest) -> bytes:
@@ -156,9 +163,12 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
     h.update(f"meta\t{meta_text}\n".encode())
     cols = _Columns()
     try:
-        batches = pf.iter_batches(batch_size=1 << 16, columns=SCHEMA.names, use_threads=False)
+        batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=SCHEMA.names, use_threads=True)
+        pool = pa.default_memory_pool() if pf.metadata.num_rows > BATCH_ROWS else None
         for batch in batches:
             _take_batch(batch, cols, h, where)
+            if pool is not None:  # a big manifest: hand each batch's buffers back, or the peak grows by ~25 %
+                pool.release_unused()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FormatError(f"{where}: damaged Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
     _check_file_dir_clash(cols.keys, cols.parents, where)
@@ -175,10 +185,12 @@ def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where
     n = len(keys)
     if not n:
         return
-    bad_hash = pc.invert(pc.match_substring_regex(sha, _HEX64))
-    if pc.any(bad_hash).as_py():
-        i = _first_bad(bad_hash)
-        check_digest(sha[i].as_py(), f"{where}: hash of {keys[i].as_py()!r}")
+    raw_digests = _digests(sha)
+    if raw_digests is None:  # the slow way, to name the first bad hash
+        i = _first_bad(pc.invert(pc.match_substring_regex(sha, _HEX64)))
+        if i >= 0:
+            check_digest(sha[i].as_py(), f"{where}: hash of {keys[i].as_py()!r}")
+        raise FormatError(f"{where}: invalid sha256 column")  # the two checks disagree: refuse all the same
     if pc.min(size).as_py() < 0:
         i = _first_bad(pc.less(size, 0))
         raise FormatError(f"{where}: negative size for {keys[i].as_py()!r}")
@@ -188,7 +200,8 @@ def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where
         _order_error(cols.keys[-1], key_list[0], where)
     nested = pc.filter(keys, pc.match_substring(keys, "/"))
     if len(nested):
-        cols.parents.update(pc.unique(pc.replace_substring_regex(nested, r"/[^/]*$", "")).to_pylist())
+        parents = pc.list_element(pc.split_pattern(nested, "/", max_splits=1, reverse=True), 0)
+        cols.parents.update(pc.unique(parents).to_pylist())
     nonempty = pc.not_equal(metas, EMPTY_META)
     if pc.any(nonempty).as_py():
         for text in pc.filter(metas, nonempty).to_pylist():
@@ -207,7 +220,7 @@ def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where
     )
     h.update(_values_bytes(lines))
     cols.keys.extend(key_list)
-    cols.digests += binascii.unhexlify(_values_bytes(sha))
+    cols.digests += raw_digests
     cols.sizes.frombytes(size.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
     cols.execs += execs.to_numpy(zero_copy_only=False).astype("uint8").tobytes()
 
@@ -231,19 +244,32 @@ def _check_file_dir_clash(keys: list[str], direct_parents: set[str], where: str)
             raise UnsafePath(f"{where}: logical key {p!r} is both a file and a directory: the manifest is corrupt")
 
 
+def _digests(sha: pa.Array) -> bytes | None:
+    """The raw 32-byte digests of a column of 64-character lowercase hex, else None.
+
+    Cheaper than a regex over the column: lengths, then lower case (``unhexlify``
+    accepts upper case, the format does not), then ``unhexlify`` rejects non-hex.
+    """
+    if pc.min_max(pc.binary_length(sha)).as_py() != {"min": 64, "max": 64}:
+        return None
+    if not pc.all(pc.equal(pc.ascii_lower(sha), sha)).as_py():
+        return None
+    try:
+        return binascii.unhexlify(_values_bytes(sha))
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _check_keys(keys: pa.Array, where: str) -> None:
-    bad = pc.match_substring_regex(keys, _BAD_STRUCTURE)
-    long = pc.greater(pc.binary_length(keys), 255)
-    suspicious = pc.or_(pc.match_substring_regex(keys, _SUSPICIOUS), long)
-    for mask in (bad, suspicious):
-        if pc.any(mask).as_py():
-            for key in pc.filter(keys, mask).to_pylist():
-                try:
-                    check_key(key)
-                except UnsafePath as exc:
-                    raise UnsafePath(f"{where}: {exc}") from None
-    if pc.any(bad).as_py():  # the pattern and check_key disagree: refuse all the same
-        raise UnsafePath(f"{where}: invalid logical key {pc.filter(keys, bad)[0].as_py()!r}")
+    check = pc.or_(pc.match_substring_regex(keys, _NEEDS_CHECK), pc.greater(pc.binary_length(keys), 255))
+    if pc.any(check).as_py():
+        for key in pc.filter(keys, check).to_pylist():
+            try:
+                check_key(key)
+            except UnsafePath as exc:
+                raise UnsafePath(f"{where}: {exc}") from None
+            if _BAD_STRUCTURE_RE.search(key):  # the pattern and check_key disagree: refuse all the same
+                raise UnsafePath(f"{where}: invalid logical key {key!r}")
     if len(keys) > 1:
         ordered = pc.less(keys.slice(0, len(keys) - 1), keys.slice(1))
         if not pc.all(ordered).as_py():

@@ -415,7 +415,7 @@ class WriteBatch:
                     ok = False
                     try:
                         with os.fdopen(fd, "wb") as raw:
-                            w = HashingWriter(raw)  # type: ignore[arg-type]
+                            w = HashingWriter(raw)
                             buf = bytearray(BLOCK_SIZE)
                             view = memoryview(buf)
                             while n := os.readv(src, [view]):

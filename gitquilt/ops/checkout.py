@@ -15,9 +15,9 @@ import errno
 import os
 import shutil
 import stat
+from array import array
 from collections import deque
 from collections.abc import Callable
-from array import array
 from dataclasses import dataclass, field
 
 from gitquilt import fsutil
@@ -326,7 +326,7 @@ def _umask() -> int:
     return _UMASK
 
 
-def _chunks(indices: list[int], sizes: "array[int] | list[int]") -> list[list[int]]:
+def _chunks(indices: list[int], sizes: array[int] | list[int]) -> list[list[int]]:
     """Group small files into units of work for the threads (one task per small file
     costs about as much as copying it); a large file is a unit of its own."""
     chunks: list[list[int]] = []
