@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import random
 import threading
 import time
@@ -42,12 +43,25 @@ DOWNLOAD_MEMORY = 128 * MiB
 T = TypeVar("T")
 
 
+def _env_number(name: str, default: float) -> float:
+    """A positive number from the environment (``GITQUILT_RETRY_*``), else ``default``."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if 0 < value < 1e6 else default
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter: ``base * 2**attempt`` capped at ``cap`` seconds."""
+    """Exponential backoff with jitter: ``base * 2**attempt`` capped at ``cap`` seconds.
 
-    attempts: int = 4
-    base: float = 0.25
+    ``GITQUILT_RETRY_ATTEMPTS`` and ``GITQUILT_RETRY_BASE`` (seconds) change the defaults
+    (the tests make failures fast with them).
+    """
+
+    attempts: int = field(default_factory=lambda: int(_env_number("GITQUILT_RETRY_ATTEMPTS", 4)))
+    base: float = field(default_factory=lambda: _env_number("GITQUILT_RETRY_BASE", 0.25))
     cap: float = 8.0
 
     def delay(self, attempt: int) -> float:
