@@ -114,3 +114,9 @@ def make_remote(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Remo
     yield factory
     for r in opened:
         r.close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries back off in milliseconds here (subprocesses inherit it): a failing transfer fails fast."""
+    monkeypatch.setenv("GITQUILT_RETRY_BASE", "0.005")
