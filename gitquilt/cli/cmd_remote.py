@@ -34,11 +34,13 @@ def command() -> None:
               help="Send x-amz-checksum-sha256 (default) or no checksum header (endpoints that reject it).")
 @click.option("--multipart-threshold", help="Upload objects at least this large in parts (default 16MiB).")
 @click.option("--multipart-chunksize", help="Size of each part (default 16MiB, at least 5MiB).")
+@click.option("--pack-threshold", help="Push files smaller than this in packs (default 1MiB; 0: never).")
+@click.option("--pack-size", help="Target size of a pack (default 64MiB).")
 @click.option("--replace", is_flag=True, help="Change an existing remote.")
 @click.option("--check", "check_now", is_flag=True, help="Contact the remote now and report what it supports.")
 def add(name: str, url: str, endpoint_url: str | None, region: str | None, make_default: bool,
-        checksum: str | None, multipart_threshold: str | None, multipart_chunksize: str | None, replace: bool,
-        check_now: bool) -> None:
+        checksum: str | None, multipart_threshold: str | None, multipart_chunksize: str | None,
+        pack_threshold: str | None, pack_size: str | None, replace: bool, check_now: bool) -> None:
     """Add a remote: s3://bucket/prefix, file:///path, or a directory path.
 
     \b
@@ -49,7 +51,7 @@ def add(name: str, url: str, endpoint_url: str | None, region: str | None, make_
 
     ws = open_workspace()
     options = {"checksum": checksum, "multipart_threshold": multipart_threshold,
-               "multipart_chunksize": multipart_chunksize}
+               "multipart_chunksize": multipart_chunksize, "pack_threshold": pack_threshold, "pack_size": pack_size}
     became_default = add_remote(ws, name, url, endpoint_url, region, make_default, options, replace=replace)
     render.info(f"remote {name} -> {url}" + (" (default)" if became_default else ""))
     render.info("staged .gitquilt.toml: commit it so that clones know the remote")

@@ -1,13 +1,16 @@
 """Push and fetch package versions between the cache and a remote (public API).
 
 ``push_tops`` uploads the fragments and manifests of some package versions (top
-hashes); ``fetch_tops`` downloads them. Both plan first (ops/transfer_plan.py: what the
-remote holds is learned by listing) and then execute (ops/transfer_exec.py: a thread
-pool with retries). Order is what makes interruption safe: fragments go up before
-the manifest that names them (and a directory remote is flushed in between), so a
-remote never holds a manifest whose fragments are missing; a rerun after ``kill -9``
-or Ctrl-C lists the remote again and sends only what had not arrived. Every fetched
-object is verified before it enters the cache.
+hashes); ``fetch_tops`` downloads them; ``fetch_digests`` downloads any set of
+fragments (the Python API's on-demand reads). All plan first (ops/transfer_plan.py:
+what the remote holds is learned from its pack indexes and by listing) and then
+execute (ops/transfer_packs.py: small fragments in packs; ops/transfer_exec.py: a
+thread pool with retries for loose objects). Order is what makes interruption safe:
+a pack goes up before its index, fragments (packed or loose) before the manifest that
+names them (and a directory remote is flushed in between), so a remote never holds a
+manifest whose fragments are missing, nor an index whose pack is; a rerun after
+``kill -9`` or Ctrl-C looks at the remote again and sends only what had not arrived.
+Every fetched object is verified before it enters the cache.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,29 +26,39 @@ from typing import Any
 from gitquilt.config import RemoteConfig
 from gitquilt.errors import ConfigError, IntegrityError, NotFound, QuiltError
 from gitquilt.ops.progress import NullProgress, Progress
+from gitquilt.ops.remote_packs import PackSettings, RemotePacks, forget_survey, recent_survey, survey_packs
 from gitquilt.ops.transfer_exec import (
     DOWNLOAD_MEMORY,
+    DamagedOnRemote,
     Executor,
     RetryPolicy,
     Tally,
     TransferFailed,
+    call_with_retries,
     open_download,
     raise_failures,
 )
+from gitquilt.ops.transfer_packs import PackFetch, fetch_packed, make_plan, upload_packs
 from gitquilt.ops.transfer_plan import plan_fetch, plan_fetch_digests, plan_push
 from gitquilt.ops.workspace import Workspace
-from gitquilt.remotes import Remote, fragment_key, manifest_key, open_remote
+from gitquilt.packs import parse_pack_key
+from gitquilt.remotes import Remote, fragment_key, manifest_key, open_remote, parse_key
 from gitquilt.remotes.streams import ByteBudget, CountingReader
+from gitquilt.store import WriteBatch
 
 #: A manifest larger than this from a remote is refused unread (a million entries is ~60 MB).
 MAX_MANIFEST_BYTES = 1 << 30
 __all__ = [
+    "DamagedOnRemote",
+    "PackSettings",
     "TransferFailed",
     "TransferSummary",
+    "fetch_digests",
     "fetch_fragments",
     "fetch_manifests",
     "fetch_tops",
     "open_workspace_remote",
+    "pack_settings",
     "push_tops",
     "remote_config",
 ]
@@ -65,6 +79,7 @@ class TransferSummary:
     seconds: float = 0.0
     requests: int = 0
     retries: int = 0
+    packs: int = 0  # packs uploaded, or read from
     strategy: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -78,7 +93,7 @@ class TransferSummary:
             "files": self.fragments, "manifests": self.manifests, "bytes": self.bytes,
             "skipped": self.skipped, "skipped_bytes": self.skipped_bytes,
             "seconds": round(self.seconds, 3), "requests": self.requests, "retries": self.retries,
-            "warnings": self.warnings,
+            "packs": self.packs, "warnings": self.warnings,
         }
 
 
@@ -114,17 +129,31 @@ def _jobs(ws: Workspace, jobs: int | None) -> int:
     return max(1, min(jobs or ws.config.jobs, 1024))
 
 
+def pack_settings(ws: Workspace, name: str | None = None) -> PackSettings:
+    """The pack settings of a workspace's remote (``pack_threshold``, ``pack_size``; defaults
+    when the remote is not configured, e.g. a backend handed in by a test)."""
+    try:
+        cfg = remote_config(ws, name)
+    except (ConfigError, NotFound):
+        return PackSettings()
+    return PackSettings.from_options(cfg.options, cfg.name)
+
+
 # -- push --------------------------------------------------------------------------------------
 def push_tops(
     ws: Workspace, top_hashes: list[str], remote: str | None = None, jobs: int | None = None,
     progress: Progress | None = None, policy: RetryPolicy | None = None, backend: Remote | None = None,
+    packing: PackSettings | None = None,
 ) -> TransferSummary:
-    """Upload the fragments and then the manifests of these package versions.
+    """Upload the fragments (small ones in packs) and then the manifests of these package versions.
 
-    Raises MissingFragments (listing the keys) when the local cache lacks something a
-    version needs, and RemoteError when the remote refuses or keeps failing.
+    ``packing`` overrides the remote's pack settings (``LOOSE`` sends every fragment
+    loose). Raises MissingFragments (listing the keys) when the local cache lacks
+    something a version needs, and RemoteError when the remote refuses or keeps failing.
     """
     progress = progress or NullProgress()
+    policy = policy or RetryPolicy()
+    packing = packing or pack_settings(ws, remote)
     n_jobs = _jobs(ws, jobs)
     started = time.monotonic()
     own = backend is None
@@ -137,12 +166,13 @@ def push_tops(
         progress.warn(message)
 
     try:
-        plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn, policy)
+        plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn, policy, packing)
         summary.strategy = plan.inventory.strategy
-        if plan.fragments or plan.manifests:
+        if plan.uploads or plan.manifests:
             from gitquilt.ops.remote_lease import check_lease, mark_clone
 
-            check_lease(target)  # a gc --remote deleting now could take what the plan counts on
+            # a gc --remote deleting now could take what the plan counts on
+            call_with_retries(lambda: check_lease(target), policy)
             mark_clone(ws.root, ws.git, target)
         summary.skipped = plan.present_fragments
         summary.skipped_bytes = plan.present_bytes
@@ -152,18 +182,30 @@ def push_tops(
 
         def upload(digest: str, size: int, on_bytes: Any) -> None:
             with cache.open(digest) as f:
-                target.put(fragment_key(digest), CountingReader(f, on_bytes), size, digest,
-                           overwrite=digest in plan.repair)  # type: ignore[arg-type]
+                target.put(fragment_key(digest), CountingReader(f, on_bytes), size, digest,  # type: ignore[arg-type]
+                           overwrite=digest in plan.repair)
 
-        if plan.fragments:
+        packed = None
+        if plan.uploads:
             progress.start(plan.bytes, "B", f"push to {target.url}")
             try:
+                if plan.packed:
+                    orphans = {} if plan.packs is None else {
+                        pid: plan.packs.listing.packs[pid][0] for pid in plan.packs.listing.orphans}
+                    packed = upload_packs(cache, target, plan.packed, packing, n_jobs, progress, policy, orphans)
                 executor.run(plan.fragments, upload, fragment_key, tally)
             finally:
                 progress.close()
         target.flush()  # every fragment in place before any manifest names it
-        failed = {k for k, _ in tally.failures}
-        ready = [t for t in plan.manifests if not any(fragment_key(d) in failed for d in plan.needs.get(t, ()))]
+        failed = {parse_key(k)[1] for k, _ in tally.failures if parse_key(k) is not None}  # type: ignore[index]
+        if packed is not None:
+            failed |= set(packed.failed)
+            tally.files += packed.fragments
+            tally.bytes += packed.bytes
+            tally.retries += packed.retries
+            tally.failures += packed.failures
+            summary.packs = packed.packs
+        ready = [t for t in plan.manifests if not any(d in failed for d in plan.needs.get(t, ()))]
         mtally = Tally()
 
         def upload_manifest(top: str, _size: int, on_bytes: Any) -> None:
@@ -202,7 +244,7 @@ def fetch_tops(
         summary.manifests = _fetch_manifests(ws, source, list(top_hashes), n_jobs, policy, summary)
         plan = plan_fetch(ws.cache, list(top_hashes))
         summary.skipped, summary.skipped_bytes = plan.present_fragments, plan.present_bytes
-        _fetch_fragments(ws, source, plan.fragments, n_jobs, progress, policy, summary)
+        _fetch_fragments(ws, source, plan.fragments, n_jobs, progress, policy, summary, reuse_survey=False)
     finally:
         summary.requests = source.request_count() - requests0
         summary.seconds = time.monotonic() - started
@@ -234,7 +276,11 @@ def fetch_fragments(
     ws: Workspace, sizes: dict[str, int | None], remote: str | None = None, jobs: int | None = None,
     progress: Progress | None = None, policy: RetryPolicy | None = None, backend: Remote | None = None,
 ) -> TransferSummary:
-    """Download these fragments (digest -> size, None when unknown) that the cache lacks."""
+    """Download these fragments (digest -> size, None when unknown) that the cache lacks.
+
+    Fragments in packs come by ranged reads; the listing of the remote's packs is
+    reused for a few seconds, so that many small calls do not each list it again.
+    """
     progress = progress or NullProgress()
     n_jobs = _jobs(ws, jobs)
     started = time.monotonic()
@@ -285,34 +331,115 @@ def _fetch_manifests(ws: Workspace, source: Remote, tops: list[str], jobs: int, 
     return tally.files
 
 
+def fetch_digests(
+    ws: Workspace, digests: Iterable[str], remote: str | None = None, *, jobs: int | None = None,
+    progress: Progress | None = None, policy: RetryPolicy | None = None, backend: Remote | None = None,
+) -> TransferSummary:
+    """Download any set of fragments the cache lacks, sizes unknown (on-demand reads).
+
+    Each fragment is taken from a pack by a ranged read where a pack holds it (one GET
+    for neighbours), else as a loose object, and is verified before it enters the
+    cache. Raises TransferFailed naming what could not be fetched.
+    """
+    return fetch_fragments(ws, dict.fromkeys(digests), remote, jobs, progress, policy, backend)
+
+
 def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]], jobs: int, progress: Progress,
-                     policy: RetryPolicy | None, summary: TransferSummary) -> None:
+                     policy: RetryPolicy | None, summary: TransferSummary, reuse_survey: bool = True) -> None:
+    """Fetch ``items`` (digest, size or -1): out of packs where one holds them, the rest loose.
+
+    A copy in a pack that fails (damaged, cut short, or the pack gone since the
+    listing) is looked for once more elsewhere: in another pack, then as a loose
+    object; if none exists the pack's failure is what is reported.
+    """
     if not items:
         return
+    policy = policy or RetryPolicy()
     cache = ws.cache
-    tally = Tally()
-    ranges = ThreadPoolExecutor(jobs, thread_name_prefix="gitquilt-range")
-    budget = ByteBudget(DOWNLOAD_MEMORY)
-    total = sum(max(s, 0) for _, s in items)
+    needed = dict(items)
+    if reuse_survey:
+        packs = recent_survey(source, cache.root, jobs, policy, progress.warn, needed)
+    else:
+        packs = survey_packs(source, cache.root, jobs, policy, progress.warn)
+    parallel = source.capabilities().parallel_ranges
+    plan = make_plan(needed, packs.indexes, parallel) if packs.indexes else None
+    loose = [(d, needed[d]) for d in (plan.missing if plan is not None else needed)]
+    total = (plan.bytes if plan is not None else 0) + sum(max(s, 0) for _, s in loose)
     progress.start(total, "B", f"fetch from {source.url}")
+    tally = Tally()
+    got = PackFetch()
     try:
         with cache.batch() as batch:
-
-            def download(digest: str, size: int, on_bytes: Any) -> None:
-                key = fragment_key(digest)
-                known = None if size < 0 else size
-                with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
-                    reader = CountingReader(body, on_bytes, network=f"{key} from {source.url}")
-                    batch.put_stream(reader, digest, known, where=f"{key} from {source.url}")  # type: ignore[arg-type]
-
-            Executor(jobs, progress, policy).run(items, download, fragment_key, tally)
+            if plan is not None:
+                got = fetch_packed(batch, source, plan, jobs, progress, policy, parallel)
+                _count(summary, got)
+                if got.failed:
+                    loose += _fetch_elsewhere(batch, source, packs, needed, got, jobs, progress, policy, summary,
+                                              parallel)
+            _fetch_loose(batch, source, loose, jobs, progress, policy, tally)
     finally:
         progress.close()
-        ranges.shutdown(wait=True, cancel_futures=True)
     summary.fragments += tally.files
     summary.bytes += tally.bytes
     summary.retries += tally.retries
+    failures = []
+    for key, reason in tally.failures:
+        parsed = parse_key(key)
+        if parsed is not None and parsed[1] in got.failed and "is not on" in reason:
+            digest = parsed[1]
+            key, reason = got.failed[digest]  # no loose copy either: the pack's failure is the news
+            if digest in got.damaged:
+                tally.damaged.add(key)
+        failures.append((key, reason))
+    tally.failures = failures
     raise_failures(tally, "fetched from", source.url)
+
+
+def _count(summary: TransferSummary, got: PackFetch) -> None:
+    summary.fragments += got.fragments
+    summary.bytes += got.bytes
+    summary.retries += got.retries
+    summary.packs += got.packs
+
+
+def _fetch_elsewhere(batch: WriteBatch, source: Remote, packs: RemotePacks, needed: dict[str, int], got: PackFetch,
+                     jobs: int, progress: Progress, policy: RetryPolicy, summary: TransferSummary,
+                     parallel: bool) -> list[tuple[str, int]]:
+    """Second chance for fragments whose pack copy failed: other packs now, loose ones returned."""
+    if got.vanished:  # gc rewrote a pack since the listing: look again
+        forget_survey(source)
+        packs = survey_packs(source, batch.store.root, jobs, policy, progress.warn)
+    bad = {parse_pack(key) for key, _ in got.failed.values()}
+    retry = {d: needed[d] for d in got.failed}
+    plan = make_plan(retry, packs.without(bad), parallel)
+    again = fetch_packed(batch, source, plan, jobs, progress, policy, parallel)
+    _count(summary, again)
+    return [(d, needed[d]) for d in [*plan.missing, *again.failed]]
+
+
+def parse_pack(key: str) -> str:
+    """The pack id in ``packs/<id>.pack`` (the key itself for anything else)."""
+    parsed = parse_pack_key(key)
+    return parsed[1] if parsed is not None else key
+
+
+def _fetch_loose(batch: WriteBatch, source: Remote, items: list[tuple[str, int]], jobs: int, progress: Progress,
+                 policy: RetryPolicy | None, tally: Tally) -> None:
+    if not items:
+        return
+    ranges = ThreadPoolExecutor(jobs, thread_name_prefix="gitquilt-range")
+    budget = ByteBudget(DOWNLOAD_MEMORY)
+    try:
+        def download(digest: str, size: int, on_bytes: Any) -> None:
+            key = fragment_key(digest)
+            known = None if size < 0 else size
+            with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
+                reader = CountingReader(body, on_bytes, network=f"{key} from {source.url}")
+                batch.put_stream(reader, digest, known, where=f"{key} from {source.url}")  # type: ignore[arg-type]
+
+        Executor(jobs, progress, policy).run(items, download, fragment_key, tally)
+    finally:
+        ranges.shutdown(wait=True, cancel_futures=True)
 
 
 def fetch_digest_sizes(ws: Workspace, digests: list[str], tops: list[str]) -> dict[str, int | None]:

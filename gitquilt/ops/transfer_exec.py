@@ -76,6 +76,11 @@ class TransferFailed(RemoteError):
         self.failures = failures
 
 
+class DamagedOnRemote(TransferFailed, IntegrityError):
+    """Every object that failed arrived with wrong bytes each time (a damaged copy on the
+    remote, not the network): nothing of it was stored. Both a TransferFailed and an IntegrityError."""
+
+
 def retryable(exc: BaseException) -> bool:
     """Transient network failures, and bodies that arrived damaged (a retry may get them right)."""
     return is_transient(exc) or isinstance(exc, IntegrityError)
@@ -122,6 +127,7 @@ class Tally:
     bytes: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     retries: int = 0
+    damaged: set[str] = field(default_factory=set)  # failed keys whose last attempt got wrong bytes
 
 
 Task = Callable[[str, int, Callable[[int], None]], None]
@@ -163,6 +169,9 @@ class Executor:
                     self.progress.update(-moved[0])
                     if attempt + 1 >= self.policy.attempts:
                         self._fail(tally, key_of(ident), str(exc), 0)
+                        if isinstance(exc, IntegrityError):
+                            with self._lock:
+                                tally.damaged.add(key_of(ident))
                         return
                     with self._lock:
                         tally.retries += 1
@@ -193,7 +202,8 @@ def raise_failures(tally: Tally, what: str, where: str) -> None:
     tally.failures.sort()
     key, reason = tally.failures[0]
     first = reason if key in reason else f"{key}: {reason}"
-    raise TransferFailed(
+    damaged = all(k in tally.damaged for k, _ in tally.failures)
+    raise (DamagedOnRemote if damaged else TransferFailed)(
         f"{len(tally.failures)} object(s) could not be {what} {where} after retries "
         f"(rerun to finish; what arrived is not sent again). First: {first}",
         tally.failures,

@@ -1,9 +1,11 @@
 """Transfer planning: what a push must upload and a fetch must download.
 
-Planning is separate from execution (ops/transfer_exec.py) so that other layouts can
-plug in: packs (issue 4) will add a second source of "what the remote holds" (the pack
-indexes) and group small fragments, without touching the executor's retry, progress
-and verification machinery.
+Planning is separate from execution (ops/transfer_exec.py, ops/transfer_packs.py).
+What the remote holds comes from two sources: the indexes of its packs (listing
+``packs/`` once; the indexes themselves are cached locally, they never change) and a
+survey of its loose objects for whatever no pack holds. What a push must send is split
+by size: small fragments go into packs, in logical-key order so that a package's files
+travel together; the others go up loose, largest first.
 
 What the remote holds is learned by *listing*, not by one request per object: the
 first page of ``objects/sha256/`` (1,000 keys) also tells how big the remote is —
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 
 from gitquilt.errors import MissingFragments
 from gitquilt.ops.parallel import parallel_map
+from gitquilt.ops.remote_packs import LOOSE, PackSettings, RemotePacks, survey_packs
 from gitquilt.ops.transfer_exec import RetryPolicy, call_with_retries, list_with_retries
 from gitquilt.remotes import OBJECTS_PREFIX, ObjectInfo, Remote, fragment_key, manifest_key, parse_key
 from gitquilt.store import Store
@@ -45,7 +48,9 @@ class PushPlan:
     """The uploads a push needs, in order: fragments, then the manifests that name them."""
 
     tops: list[str]
-    fragments: list[tuple[str, int]] = field(default_factory=list)  # (digest, size), largest first
+    fragments: list[tuple[str, int]] = field(default_factory=list)  # loose: (digest, size), largest first
+    packed: list[tuple[str, int]] = field(default_factory=list)  # into packs: (digest, size), logical-key order
+    packs: RemotePacks | None = None  # what the remote holds in packs (None: nothing to survey)
     repair: set[str] = field(default_factory=set)  # on the remote with the wrong size: overwrite
     manifests: list[str] = field(default_factory=list)
     needs: dict[str, set[str]] = field(default_factory=dict)  # top -> digests this push uploads for it
@@ -56,7 +61,12 @@ class PushPlan:
 
     @property
     def bytes(self) -> int:
-        return sum(s for _, s in self.fragments)
+        return sum(s for _, s in self.fragments) + sum(s for _, s in self.packed)
+
+    @property
+    def uploads(self) -> int:
+        """Fragments to send, loose or packed."""
+        return len(self.fragments) + len(self.packed)
 
 
 @dataclass
@@ -172,12 +182,15 @@ def _list_rest(remote: Remote, after_key: str, first_hex: str, wanted: set[str],
 
 # -- plans ------------------------------------------------------------------------------------
 def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Callable[[str], None],
-              policy: RetryPolicy | None = None) -> PushPlan:
+              policy: RetryPolicy | None = None, packing: PackSettings = LOOSE) -> PushPlan:
     """What to upload so that the remote holds every package version in ``tops``.
 
     A package version whose manifest is already on the remote is complete there
     (manifests go up only after all their fragments), so only the others are read
     and surveyed. Objects missing from the local cache raise :class:`MissingFragments`.
+    A fragment counts as present when a complete pack holds it (with the right length)
+    or it is a loose object of the right size; of the rest, those smaller than
+    ``packing.threshold`` are to be packed.
     """
     policy = policy or RetryPolicy()
     tops = sorted(set(tops))
@@ -207,10 +220,20 @@ def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Ca
             f"{len(missing)} object(s) to push are not in the local cache: {shown}; "
             "fetch them from where they were made, or re-add the package", missing,
         )
-    inv = survey_fragments(remote, sizes, jobs, warn, policy)
+    in_packs: dict[str, str] = {}
+    if sizes:
+        plan.packs = survey_packs(remote, cache.root, jobs, policy, warn)
+        in_packs = plan.packs.present(sizes)
+    inv = survey_fragments(remote, [d for d in sizes if d not in in_packs], jobs, warn, policy)
+    if plan.packs is not None and plan.packs.listing.packs:
+        inv.strategy = f"packs+{inv.strategy}"
     plan.inventory = inv
-    upload: dict[str, int] = {}
+    upload: dict[str, int] = {}  # in logical-key order (dict order of ``sizes``)
     for digest, size in sizes.items():
+        if digest in in_packs:
+            plan.present_fragments += 1
+            plan.present_bytes += size
+            continue
         remote_size = inv.fragments.get(digest)
         if remote_size == size:
             plan.present_fragments += 1
@@ -220,7 +243,9 @@ def plan_push(cache: Store, tops: list[str], remote: Remote, jobs: int, warn: Ca
             warn(f"{fragment_key(digest)} on the remote has {remote_size} bytes, not {size}: uploading it again")
             plan.repair.add(digest)
         upload[digest] = size
-    plan.fragments = sorted(upload.items(), key=lambda kv: (-kv[1], kv[0]))
+    loose = {d: s for d, s in upload.items() if not (packing.enabled and s < packing.threshold)}
+    plan.packed = [(d, s) for d, s in upload.items() if d not in loose]
+    plan.fragments = sorted(loose.items(), key=lambda kv: (-kv[1], kv[0]))
     plan.manifests = list(per_top)
     plan.needs = {top: {d for d in ds if d in upload} for top, ds in per_top.items()}
     return plan

@@ -153,6 +153,8 @@ class DirectoryRemote:
         f = os.fdopen(fd, "rb")
         if start:
             f.seek(start)
+        if length is None:
+            return f  # seekable: a pack reader seeks between ranges of one open file
         return LimitedReader(f, length)  # type: ignore[return-value]
 
     def put(self, key: str, source: BinaryIO, size: int, sha256: str | None = None, overwrite: bool = False) -> bool:

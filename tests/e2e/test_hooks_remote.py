@@ -171,22 +171,31 @@ def _new_version(repo: Repo, name: str, data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _stored(world: World, digest: str, data: bytes) -> bool:
+    """The fragment is on the directory remote: loose, or inside a pack (small files travel in packs)."""
+    if (world.store / "objects" / "sha256" / digest[:2] / digest[2:]).is_file():
+        return True
+    return any(data in p.read_bytes() for p in (world.store / "packs").glob("*.pack"))
+
+
 def test_pre_push_upload_failure_pushes_no_ref(world: World) -> None:
     """§47: a fragment upload fails → the hook exits non-zero and git sends no ref."""
     before = world.remote_ref("refs/heads/main")
-    digest = _new_version(world.author, "blocked.bin", b"this fragment cannot be stored")
-    blocker = world.store / "objects" / "sha256" / digest[:2]
-    shutil.rmtree(blocker, ignore_errors=True)
-    blocker.write_text("a file where the fragment's directory should be")
+    data = b"this fragment cannot be stored"
+    digest = _new_version(world.author, "blocked.bin", data)
+    packs = world.store / "packs"  # small fragments go up in packs/: put a file where that directory is
+    packs.rename(world.store / "packs.saved")
+    packs.write_text("a file where the packs directory should be")
     r = world.author.git("push", "origin", "main", check=False)
     assert r.returncode != 0
     errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: pre-push")]
     assert len(errors) == 1 and "git pushed nothing" in errors[0], r.stderr
     assert world.remote_ref("refs/heads/main") == before
-    blocker.unlink()
+    packs.unlink()
+    (world.store / "packs.saved").rename(packs)
     world.author.git("push", "-q", "origin", "main")  # fixed: the rerun completes
     assert world.remote_ref("refs/heads/main") != before
-    assert (world.store / "objects" / "sha256" / digest[:2] / digest[2:]).is_file()
+    assert _stored(world, digest, data)
 
 
 def test_pre_push_lists_fragments_missing_from_the_cache(world: World) -> None:
@@ -207,7 +216,7 @@ def test_new_branch_push_uploads_only_what_the_remote_lacks(world: World) -> Non
     digest = _new_version(world.author, "f.txt", b"feature data")
     r = world.author.git("push", "-u", "origin", "feature")
     assert "1 fragment(s) and 1 manifest(s) uploaded" in r.stdout + r.stderr, r.stdout + r.stderr
-    assert (world.store / "objects" / "sha256" / digest[:2] / digest[2:]).is_file()
+    assert _stored(world, digest, b"feature data")
 
 
 def test_post_checkout_with_the_network_down(world: World) -> None:

@@ -42,6 +42,12 @@ def _s3_repo(make_repo: Callable[..., Repo], moto_url: str, bucket: str, data: d
     return repo
 
 
+def _loose(repo: Repo) -> None:
+    """Every fragment its own object (these tests count objects; packs: test_packs_crash.py)."""
+    toml = repo.root / ".gitquilt.toml"
+    toml.write_text(toml.read_text() + "pack_threshold = 0\n")
+
+
 def _pull_in_clone(repo: Repo, tmp_path: Path) -> Repo:
     dest = tmp_path / "clone"
     repo.git("clone", "-q", str(repo.root), str(dest))
@@ -55,6 +61,7 @@ def test_kill9_during_s3_push_then_rerun_sends_only_the_rest(
     make_repo: Callable[..., Repo], tmp_path: Path, moto_url: str, bucket: str, s3_admin: Any,
 ) -> None:
     repo = _s3_repo(make_repo, moto_url, bucket, files(N, size=4000))
+    _loose(repo)
     proc = spawn(repo, "push", "-j", "2")
     wait_until(lambda: len(_bucket_keys(s3_admin, bucket, "q/objects/")) >= 20, proc, "the first uploads")
     kill9(proc)
@@ -87,6 +94,7 @@ def test_kill9_during_directory_push_then_rerun(make_repo: Callable[..., Repo], 
     remote = tmp_path / "remote"
     repo = make_repo("src")
     repo.quilt("remote", "add", "origin", str(remote), check=True)
+    _loose(repo)
     write_tree(repo.root / "data", files(1500, size=3000))
     repo.quilt("add", "data", check=True)
     repo.git("commit", "-qm", "data")
@@ -137,6 +145,7 @@ def test_ctrl_c_during_transfer_exits_130_then_rerun_completes(
         proc = spawn(target, "fetch", "-j", "2")
         wait_until(lambda: len(store_objects(cache)) >= 10, proc, "the first downloads")
     else:
+        _loose(repo)
         proc = spawn(repo, "push", "-j", "2")
         wait_until(lambda: len(_bucket_keys(s3_admin, bucket, "q/objects/")) >= 10, proc, "the first uploads")
     rc, _out, err = interrupt(proc, signal.SIGINT)

@@ -165,6 +165,8 @@ def test_corrupted_object_on_the_bucket_is_refused_on_fetch(make_repo: Callable[
                                                             moto_url: str, bucket: str, s3_admin: Any) -> None:
     """§18 on a real endpoint: wrong bytes on the server never reach the cache."""
     repo = _repo_with_data(make_repo, f"s3://{bucket}/c", moto_url)
+    toml = repo.root / ".gitquilt.toml"  # loose objects (a damaged pack: tests/remotes/test_packs_transfer.py)
+    toml.write_text(toml.read_text() + "pack_threshold = 0\n")
     repo.quilt("push", check=True)
     objects = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket, Prefix="c/objects/")["Contents"]]
     victim = objects[0]

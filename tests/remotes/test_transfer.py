@@ -1,5 +1,8 @@
 """The transfer engine in-process, over the memory remote and the fault wrapper.
 
+These tests exercise the loose-object path (``packing=LOOSE``: every fragment its own
+object); tests/remotes/test_packs_transfer.py covers the same faults with packs.
+
 RELIABILITY.md §18–20 (wrong, truncated and unrequested bytes), §25 (ordering, resume),
 §30 (dropped connections), §40 (throttling), §41 (pagination), plus the request budget
 of a no-op push.
@@ -18,6 +21,7 @@ from gitquilt.errors import MissingFragments, NotFound, RemoteError, RemotePerma
 from gitquilt.manifest import Entry, Manifest
 from gitquilt.manifest_io import manifest_to_bytes
 from gitquilt.ops import transfer_exec
+from gitquilt.ops.remote_packs import LOOSE
 from gitquilt.ops.transfer import fetch_fragments, fetch_tops, push_tops
 from gitquilt.ops.transfer_exec import RetryPolicy, TransferFailed
 from gitquilt.ops.workspace import Workspace
@@ -43,7 +47,7 @@ def pushed(make_repo: Callable[..., Repo]) -> tuple[Workspace, str, dict[str, by
     data = files(60)
     ws, top = add_package(make_repo("src"), data)
     remote = MemoryRemote()
-    push_tops(ws, [top], backend=remote, policy=FAST)
+    push_tops(ws, [top], backend=remote, policy=FAST, packing=LOOSE)
     return ws, top, data, remote
 
 
@@ -57,7 +61,7 @@ def test_push_then_fetch_roundtrip_with_manifest_last(make_repo: Callable[..., R
     data = files(40)
     ws, top = add_package(make_repo("src"), data)
     remote = Recording(MemoryRemote())
-    s = push_tops(ws, [top], backend=remote, policy=FAST)  # type: ignore[arg-type]
+    s = push_tops(ws, [top], backend=remote, policy=FAST, packing=LOOSE)  # type: ignore[arg-type]
     assert (s.fragments, s.manifests, s.bytes) == (len(data), 1, sum(map(len, data.values())))
     uploads = [k for k in remote.puts if not k.startswith("repos/")]
     assert uploads[-1] == manifest_key(top), "the manifest goes up after every fragment"
@@ -110,7 +114,7 @@ def test_pagination_plans_exact_uploads(make_repo: Callable[..., Repo]) -> None:
     inner = MemoryRemote()
     upload_raw(inner, list(blobs.values())[:1500])
     remote = Recording(inner)
-    s = push_tops(ws, [top], backend=remote, policy=FAST)  # type: ignore[arg-type]
+    s = push_tops(ws, [top], backend=remote, policy=FAST, packing=LOOSE)  # type: ignore[arg-type]
     frags = [k for k in remote.puts if k.startswith("objects/")]
     assert len(frags) == len(set(frags)) == 500 == s.fragments
     assert len([k for k in inner.objects if k.startswith("objects/")]) == 2000
@@ -132,10 +136,10 @@ def test_manifest_fails_after_fragments_then_rerun_sends_only_the_manifest(make_
     inner = MemoryRemote()
     broken = FaultyRemote(inner, [Fault("put", "permanent", rate=1.0, key_contains="manifests/")])
     with pytest.raises(RemotePermanent):
-        push_tops(ws, [top], backend=broken, policy=FAST)
+        push_tops(ws, [top], backend=broken, policy=FAST, packing=LOOSE)
     assert manifest_key(top) not in inner.objects
     assert len([k for k in inner.objects if k.startswith("objects/")]) == 30
-    s = push_tops(ws, [top], backend=inner, policy=FAST)
+    s = push_tops(ws, [top], backend=inner, policy=FAST, packing=LOOSE)
     assert (s.fragments, s.manifests, s.skipped) == (0, 1, 30)
 
 
@@ -144,7 +148,7 @@ def test_a_failed_fragment_keeps_its_manifest_back(make_repo: Callable[..., Repo
     inner = MemoryRemote()
     flaky = FaultyRemote(inner, [Fault("put", "transient", rate=1.0, key_contains="objects/sha256/")], seed=1)
     with pytest.raises(TransferFailed, match="could not be uploaded"):
-        push_tops(ws, [top], backend=flaky, policy=FAST)
+        push_tops(ws, [top], backend=flaky, policy=FAST, packing=LOOSE)
     assert manifest_key(top) not in inner.objects
 
 
@@ -163,7 +167,7 @@ def test_dropped_connections_are_retried_and_resume_sends_nothing_twice(make_rep
     ws, top = add_package(make_repo("c"), data)
     inner = MemoryRemote()
     flaky = FaultyRemote(inner, [Fault("put", "connection", at=3, times=2, after_bytes=1000)])
-    s = push_tops(ws, [top], backend=flaky, policy=FAST)
+    s = push_tops(ws, [top], backend=flaky, policy=FAST, packing=LOOSE)
     assert s.fragments == 20 and s.retries == 2
     # 20 fragments + the 2 dropped attempts, the manifest, the clone marker: nothing else twice
     assert inner.requests.by_op["put"] == 20 + 2 + 1 + 1
@@ -173,10 +177,10 @@ def test_dropped_connections_are_retried_and_resume_sends_nothing_twice(make_rep
     doomed = [hashlib.sha256(d).hexdigest()[2:] for d in list(data2.values())[:5]]
     dying = FaultyRemote(inner, [Fault("put", "connection", rate=1.0, after_bytes=2000, key_contains=d) for d in doomed])
     with pytest.raises(TransferFailed, match="5 object"):
-        push_tops(ws2, [top2], backend=dying, policy=FAST)
+        push_tops(ws2, [top2], backend=dying, policy=FAST, packing=LOOSE)
     assert manifest_key(top2) not in inner.objects
     puts = inner.requests.by_op["put"]
-    again = push_tops(ws2, [top2], backend=inner, policy=FAST)
+    again = push_tops(ws2, [top2], backend=inner, policy=FAST, packing=LOOSE)
     assert (again.fragments, again.skipped, again.manifests) == (5, 15, 1)
     assert inner.requests.by_op["put"] - puts == 5 + 1 + 1
 
@@ -254,7 +258,7 @@ def test_throttling_on_30_percent_of_requests(make_repo: Callable[..., Repo], em
     faults = [Fault(op, "transient", rate=0.3) for op in ("put", "get", "size", "list")]
     throttled = FaultyRemote(inner, faults, seed=7)
     patient = RetryPolicy(attempts=12, base=0.001, cap=0.005)
-    s = push_tops(ws, [top], backend=throttled, jobs=8, policy=patient)
+    s = push_tops(ws, [top], backend=throttled, jobs=8, policy=patient, packing=LOOSE)
     assert s.fragments == 140 and s.retries > 0
     f = fetch_tops(empty_ws, [top], backend=throttled, jobs=8, policy=patient)
     assert f.fragments == 200
@@ -290,7 +294,7 @@ def test_large_fragments_download_as_parallel_ranges(make_repo: Callable[..., Re
     big = {f"big{i}.bin": bytes([i]) * (300_000 + i) for i in range(3)}
     ws, top = add_package(make_repo("r"), big)
     remote = MemoryRemote()
-    push_tops(ws, [top], backend=remote, policy=FAST)
+    push_tops(ws, [top], backend=remote, policy=FAST, packing=LOOSE)
     flaky = FaultyRemote(remote, [Fault("get", "connection", at=4, after_bytes=100)])
     before = remote.requests.by_op["get"]
     s = fetch_tops(empty_ws, [top], backend=flaky, jobs=4, policy=FAST)
