@@ -20,10 +20,12 @@ from gitquilt.cli.main import open_workspace
               help="Another repository using the same cache or remote: its references are kept too (repeatable).")
 @click.option("--all-repos", is_flag=True,
               help="Declare that this repository and the --repo ones are all that use the cache or remote.")
+@click.option("--repack-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="With --remote: rewrite a pack when more than this fraction of its bytes is dead (1: never).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 1024), help="Parallel requests (remote gc).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 def command(dry_run: bool, remote_name: str | None, delete: bool, grace_days: float, repos: tuple[Path, ...],
-            all_repos: bool, jobs: int | None, as_json: bool) -> None:
+            all_repos: bool, repack_threshold: float, jobs: int | None, as_json: bool) -> None:
     """Delete data that no ref, tag, stash, reflog entry, index or work tree references.
 
     Local cache by default. Objects younger than --grace days are kept (a
@@ -45,7 +47,8 @@ def command(dry_run: bool, remote_name: str | None, delete: bool, grace_days: fl
         from gitquilt.ops.gc_remote import gc_remote
 
         report = gc_remote(ws, remote_name, delete=delete and not dry_run, grace_days=grace_days,
-                           repos=list(repos), all_repos=all_repos, jobs=jobs, progress=bar)
+                           repos=list(repos), all_repos=all_repos, jobs=jobs, progress=bar,
+                           repack_threshold=repack_threshold)
     else:
         if delete:
             from gitquilt.errors import UsageError
@@ -67,6 +70,11 @@ def command(dry_run: bool, remote_name: str | None, delete: bool, grace_days: fl
         render.info(f"… and {len(report.fragments) - 20} more fragments")
     for key in report.uploads:
         render.info(f"{verb} unfinished upload of {key}")
+    if report.packs or report.packs_written:
+        rewrote = f", rewriting {report.packs_rewritten} into {len(report.packs_written)} new pack(s)" \
+            if report.packs_written else (f", {report.packs_rewritten} of them rewritten" if report.packs_rewritten
+                                          else "")
+        render.info(f"{verb} {len(report.packs)} pack(s){rewrote}; kept {report.kept_packs}")
     render.info(
         f"{report.where}: {verb} {len(report.fragments)} fragment(s) ({render.human_bytes(report.bytes)}) and "
         f"{len(report.manifests)} manifest(s); kept {report.kept_fragments} fragment(s) and "

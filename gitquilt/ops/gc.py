@@ -52,6 +52,10 @@ class GcReport:
     uploads: list[str] = field(default_factory=list)  # unfinished multipart uploads aborted (remote gc)
     tmp_removed: int = 0
     warnings: list[str] = field(default_factory=list)
+    packs: list[str] = field(default_factory=list)  # remote gc: pack ids deleted (dropped, rewritten, orphans)
+    packs_rewritten: int = 0  # of those, packs whose live fragments moved to new packs
+    packs_written: list[str] = field(default_factory=list)  # the new packs
+    kept_packs: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,7 +63,8 @@ class GcReport:
             "kept_fragments": self.kept_fragments, "kept_manifests": self.kept_manifests, "recent": self.recent,
             "only_copies": self.only_copies, "fragments": self.fragments, "manifests": self.manifests,
             "bytes": self.bytes, "uploads": self.uploads, "tmp_removed": self.tmp_removed,
-            "warnings": self.warnings,
+            "warnings": self.warnings, "packs": self.packs, "packs_rewritten": self.packs_rewritten,
+            "packs_written": self.packs_written, "kept_packs": self.kept_packs,
         }
 
 

@@ -14,7 +14,12 @@ to one bucket. gc can only see the references of the repositories it is shown, s
   for it to go (or for it to expire), and gc aborts if any clone pushed after the
   lease was taken — a push may have skipped an old object gc meant to delete.
 
-Order: manifests first, then fragments, then unfinished multipart uploads.
+Packs (ops/gc_packs.py): a pack with no live fragment is deleted; one whose dead bytes
+exceed ``repack_threshold`` is rewritten — its live fragments go into new packs first.
+
+Order: new packs (each before its index), then manifests, then loose fragments, then
+old packs (each index before its pack), then unfinished multipart uploads. A kill at
+any point leaves every live fragment on the remote, in an indexed pack or loose.
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ from pathlib import Path
 from gitquilt.errors import QuiltError, RemoteError, UsageError
 from gitquilt.manifest_io import read_manifest_bytes
 from gitquilt.ops.gc import DAY, DEFAULT_GRACE_DAYS, GcReport, collect_live
+from gitquilt.ops.gc_packs import PackGc, carry, delete_packs, plan_pack_gc
 from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.remote_lease import LEASE_KEY, LEASE_TTL, check_lease, clone_id, read_markers
-from gitquilt.ops.transfer import MAX_MANIFEST_BYTES, open_workspace_remote
+from gitquilt.ops.remote_packs import survey_packs
+from gitquilt.ops.transfer import MAX_MANIFEST_BYTES, open_workspace_remote, pack_settings
 from gitquilt.ops.transfer_exec import RetryPolicy, call_with_retries, list_with_retries
 from gitquilt.ops.workspace import Workspace
+from gitquilt.packs import DEFAULT_REPACK_THRESHOLD
 from gitquilt.remotes import ObjectInfo, ObjectMissing, Remote, manifest_key, parse_key
 
 
@@ -44,14 +52,20 @@ def gc_remote(
     ws: Workspace, remote: str | None = None, delete: bool = False, grace_days: float = DEFAULT_GRACE_DAYS,
     repos: list[Path] | None = None, all_repos: bool = False, jobs: int | None = None,
     progress: Progress | None = None, backend: Remote | None = None, policy: RetryPolicy | None = None,
-    now: float | None = None,
+    now: float | None = None, repack_threshold: float = DEFAULT_REPACK_THRESHOLD,
 ) -> GcReport:
-    """Find (and with ``delete``, remove) unreferenced objects on a remote; see the module doc."""
+    """Find (and with ``delete``, remove) unreferenced objects on a remote; see the module doc.
+
+    ``repack_threshold``: rewrite a pack when more than this fraction of its bytes is
+    dead (1 never rewrites; packs with no live fragment are always dropped).
+    """
     progress = progress or NullProgress()
     policy = policy or RetryPolicy()
     repos = list(repos or [])
     if grace_days < 0:
         raise UsageError("--grace must be zero or more days")
+    if not 0.0 <= repack_threshold <= 1.0:
+        raise UsageError(f"--repack-threshold must be between 0 and 1, not {repack_threshold}")
     n_jobs = max(1, jobs or ws.config.jobs)
     own = backend is None
     target = backend or open_workspace_remote(ws, remote, n_jobs)[1]
@@ -79,6 +93,7 @@ def gc_remote(
             live_digests, unknown = _live_fragments(ws, target, live.tops, n_jobs, policy, report)
             manifests = list_with_retries(target, "manifests/", policy)
             objects = list_with_retries(target, "objects/sha256/", policy)
+            packs = survey_packs(target, ws.cache.root, n_jobs, policy, report.warnings.append)
             for info in manifests:
                 parsed = parse_key(info.key)
                 if parsed is None:
@@ -105,15 +120,27 @@ def gc_remote(
                     report.kept_fragments += 1
                 else:
                     doomed.append(info)
-            report.fragments = sorted(parse_key(i.key)[1] for i in doomed)  # type: ignore[index]
-            report.bytes = sum(i.size for i in doomed)
+            doomed_digests = {parse_key(i.key)[1] for i in doomed}  # type: ignore[index]
+            loose_live = {d for i in objects if (p := parse_key(i.key)) is not None and (d := p[1]) in live_digests}
+            pack_gc = plan_pack_gc(packs, live_digests, loose_live, cutoff, hold_all=bool(unknown),
+                                   threshold=repack_threshold)
+            report.recent += pack_gc.recent
+            report.fragments = sorted(doomed_digests | pack_gc.dead)
+            report.bytes = sum(i.size for i in doomed) + pack_gc.freed
             uploads = [u for u in target.list_uploads() if u.started is None or u.started < cutoff]
             report.uploads = sorted(u.key for u in uploads)
+            _report_packs(report, pack_gc)
             if delete:
+                _check_no_push_since(target, policy, snapshot)
+                carry(target, packs, pack_gc, ws.cache.root, ws.cache.ensure().tmp, policy,
+                      pack_settings(ws, remote).target_size, report.warnings.append)
+                _report_packs(report, pack_gc)
                 _check_no_push_since(target, policy, snapshot)
                 _delete(target, [manifest_key(t) for t in report.manifests], n_jobs, policy)
                 target.flush()
                 _delete(target, [i.key for i in doomed], n_jobs, policy)
+                target.flush()
+                delete_packs(target, pack_gc, ws.cache.root, n_jobs, policy)
                 for u in uploads:
                     with contextlib.suppress(QuiltError):
                         target.abort_upload(u)
@@ -126,6 +153,13 @@ def gc_remote(
         if own:
             target.close()
     return report
+
+
+def _report_packs(report: GcReport, pack_gc: PackGc) -> None:
+    report.packs = pack_gc.deleted
+    report.packs_rewritten = len(pack_gc.plan.rewrite)
+    report.packs_written = list(pack_gc.written)
+    report.kept_packs = len(pack_gc.plan.keep)
 
 
 def _recent(info: ObjectInfo, cutoff: float) -> bool:

@@ -30,8 +30,8 @@ def _flip(path: Path) -> None:
 
 
 def test_directory_remote_missing_damaged_and_repaired(make_repo: Callable[..., Repo], tmp_path: Path) -> None:
-    remote = tmp_path / "remote"
-    repo = _pushed(make_repo, str(remote))
+    remote = tmp_path / "remote"  # loose objects (damaged packs: tests/remotes/test_packs_gc_verify.py)
+    repo = _pushed(make_repo, str(remote), "--pack-threshold", "0")
     ok = json.loads(repo.quilt("verify", "--remote", "origin", "--json", check=True).stdout)
     assert ok["ok"] and ok["fragments"] == 10 and ok["manifests"] == 1
 
