@@ -126,6 +126,9 @@ def carry(target: Remote, packs: RemotePacks, gc: PackGc, cache_root: Path, tmp_
         with contextlib.suppress(OSError, QuiltError):
             cache.add(built.index)
     target.flush()
+    # a pack this run rebuilt may be an orphan the listing showed (an earlier gc killed between
+    # the pack and its index): it now has its index again and must not be deleted as an orphan
+    gc.orphans = [p for p in gc.orphans if p not in gc.written]
     if damaged:
         gc.plan.rewrite = [p for p in gc.plan.rewrite if p not in damaged]
         gc.plan.keep = sorted({*gc.plan.keep, *damaged})

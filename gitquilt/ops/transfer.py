@@ -361,8 +361,9 @@ def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]]
         packs = recent_survey(source, cache.root, jobs, policy, progress.warn, needed)
     else:
         packs = survey_packs(source, cache.root, jobs, policy, progress.warn)
-    parallel = source.capabilities().parallel_ranges
-    plan = make_plan(needed, packs.indexes, parallel) if packs.indexes else None
+    caps = source.capabilities()
+    cut, one_open = caps.parallel_ranges, caps.seekable_get
+    plan = make_plan(needed, packs.indexes, cut) if packs.indexes else None
     loose = [(d, needed[d]) for d in (plan.missing if plan is not None else needed)]
     total = (plan.bytes if plan is not None else 0) + sum(max(s, 0) for _, s in loose)
     progress.start(total, "B", f"fetch from {source.url}")
@@ -371,11 +372,11 @@ def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]]
     try:
         with cache.batch() as batch:
             if plan is not None:
-                got = fetch_packed(batch, source, plan, jobs, progress, policy, parallel)
+                got = fetch_packed(batch, source, plan, jobs, progress, policy, one_open)
                 _count(summary, got)
                 if got.failed:
                     loose += _fetch_elsewhere(batch, source, packs, needed, got, jobs, progress, policy, summary,
-                                              parallel)
+                                              cut, one_open)
             _fetch_loose(batch, source, loose, jobs, progress, policy, tally)
     finally:
         progress.close()
@@ -404,15 +405,15 @@ def _count(summary: TransferSummary, got: PackFetch) -> None:
 
 def _fetch_elsewhere(batch: WriteBatch, source: Remote, packs: RemotePacks, needed: dict[str, int], got: PackFetch,
                      jobs: int, progress: Progress, policy: RetryPolicy, summary: TransferSummary,
-                     parallel: bool) -> list[tuple[str, int]]:
+                     cut: bool, one_open: bool) -> list[tuple[str, int]]:
     """Second chance for fragments whose pack copy failed: other packs now, loose ones returned."""
     if got.vanished:  # gc rewrote a pack since the listing: look again
         forget_survey(source)
         packs = survey_packs(source, batch.store.root, jobs, policy, progress.warn)
     bad = {parse_pack(key) for key, _ in got.failed.values()}
     retry = {d: needed[d] for d in got.failed}
-    plan = make_plan(retry, packs.without(bad), parallel)
-    again = fetch_packed(batch, source, plan, jobs, progress, policy, parallel)
+    plan = make_plan(retry, packs.without(bad), cut)
+    again = fetch_packed(batch, source, plan, jobs, progress, policy, one_open)
     _count(summary, again)
     return [(d, needed[d]) for d in [*plan.missing, *again.failed]]
 

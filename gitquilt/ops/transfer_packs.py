@@ -9,9 +9,10 @@ the two uploads: same fragments, same order, same bytes, same name) only gets it
 index. The index goes into the local index cache, so the next push knows it.
 
 Fetch (:func:`fetch_packed`): needed fragments are planned by pack
-(:func:`gitquilt.packplan.plan_fetch`): coalesced ranged GETs, or the whole pack cut
-into parallel pieces. Backends without cheap parallel ranges (a directory) read each
-pack through one open file, seeking between ranges. Every fragment is hashed against
+(:func:`gitquilt.packplan.plan_fetch`): coalesced ranged GETs, or the whole pack in
+one GET when most of it is needed (cut into pieces fetched in parallel where the
+backend likes parallel ranges, i.e. AWS). A directory remote reads each pack through
+one open file, seeking between ranges. Every fragment is hashed against
 its name before it enters the cache; a damaged copy is never stored, and the fragment
 is then looked for in another pack or as a loose object.
 """
@@ -219,14 +220,14 @@ class PackFetch:
 
 
 def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: int, progress: Progress,
-                 policy: RetryPolicy, parallel: bool) -> PackFetch:
+                 policy: RetryPolicy, one_open: bool) -> PackFetch:
     """Run a pack plan (:func:`make_plan`): fragments out of packs into ``batch``.
 
     Digests no pack holds come back in ``loose``; copies that fail (damaged, cut
-    short, gone) in ``failed`` — nothing of them is stored. ``parallel``: one GET per
-    range, many at once (S3); otherwise one open per pack, seeking between ranges (a
-    directory). The progress bar counts the pack bytes read (``plan.bytes``) and one
-    file per fragment stored.
+    short, gone) in ``failed`` — nothing of them is stored. ``one_open`` (a directory:
+    ``Capabilities.seekable_get``): each pack is opened once and read by seeking
+    between its ranges; otherwise each range is one GET, many at once. The progress
+    bar counts the pack bytes read (``plan.bytes``) and one file per fragment stored.
     """
     out = PackFetch()
     for digest in plan.local:
@@ -295,10 +296,10 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
 
     # one unit of work per GET (parallel ranges) or per pack (one open file): (label, read, range or None)
     units: list[tuple[str, PackRead, RangeRead | None]] = []
-    if parallel:
-        units = [(f"{pack_key(r.pack_id)} bytes {rng.start}-{rng.end}", r, rng) for r in plan.reads for rng in r.ranges]
-    else:
+    if one_open:
         units = [(pack_key(r.pack_id), r, None) for r in plan.reads]
+    else:
+        units = [(f"{pack_key(r.pack_id)} bytes {rng.start}-{rng.end}", r, rng) for r in plan.reads for rng in r.ranges]
     sizes = [(str(i), rng.length if rng is not None else sum(x.length for x in read.ranges))
              for i, (_label, read, rng) in enumerate(units)]
     tally = Tally()
@@ -321,14 +322,14 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
     return out
 
 
-def make_plan(needed: Mapping[str, int], indexes: Mapping[str, Any], parallel: bool) -> PackFetchPlan:
+def make_plan(needed: Mapping[str, int], indexes: Mapping[str, Any], cut: bool) -> PackFetchPlan:
     """The pack plan for ``needed`` (digest -> size, ``-1`` when unknown; sizes are checked
-    against the indexes when all are known). Whole packs are cut into pieces that can be
-    fetched in parallel when ``parallel``."""
+    against the indexes when all are known). ``cut`` (``Capabilities.parallel_ranges``):
+    long reads are cut into pieces fetched in parallel."""
     if not needed:
         return PackFetchPlan()
     known = all(s >= 0 for s in needed.values())
-    return plan_fetch(needed if known else list(needed), indexes, max_request=RANGE_PART if parallel else None)
+    return plan_fetch(needed if known else list(needed), indexes, max_request=RANGE_PART if cut else None)
 
 
 class _NoFileCount:

@@ -87,6 +87,8 @@ class Capabilities:
     parallel_ranges: bool = False
     #: Unfinished uploads can exist and be listed/aborted (``list_uploads``).
     multipart: bool = False
+    #: ``get(key)`` returns a seekable file: many ranges are read through one open (a directory).
+    seekable_get: bool = False
 
 
 @runtime_checkable

@@ -96,7 +96,8 @@ class DirectoryRemote:
 
     # -- protocol --------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
-        return Capabilities(conditional_put=True, server_checksum=True, parallel_ranges=False, multipart=False)
+        return Capabilities(conditional_put=True, server_checksum=True, parallel_ranges=False, multipart=False,
+                            seekable_get=True)
 
     def probe(self) -> Capabilities:
         return self.capabilities()

@@ -347,22 +347,24 @@ def test_hostile_index_and_size_mismatch_are_ignored(make_repo: Callable[..., Re
 
 
 # -- on-demand reads ------------------------------------------------------------------------------
-def test_fetch_digests_reads_single_fragments_by_range(make_repo: Callable[..., Repo]) -> None:
+@pytest.mark.parametrize("kind", ["memory", "s3"])
+def test_fetch_digests_reads_single_fragments_by_range(make_repo: Callable[..., Repo],
+                                                       make_remote: Callable[..., Remote], kind: str) -> None:
     data = {f"f{i:03d}": f"{i}:".encode() * 400 for i in range(200)}
     ws, top = add_package(make_repo("src"), data)
-    remote = MemoryRemote()
+    remote = make_remote(kind)
     push_tops(ws, [top], backend=remote, policy=FAST)
     dst = fresh_ws(make_repo)
     wanted = [digest_of(data["f010"]), digest_of(data["f150"])]  # far apart: two ranges
-    before = remote.requests.total()
+    before = remote.request_count()
     s = fetch_digests(dst, wanted, backend=remote, policy=FAST)
     assert s.fragments == 2 and cache_objects(dst) == set(wanted)
-    assert remote.requests.total() - before == 1 + 1 + 2, "list packs/, one index, one range each"
+    assert remote.request_count() - before == 1 + 1 + 2, "list packs/, one index, one range each"
     assert s.bytes < 2 * 2000, "ranges, not the pack"
     # a second call soon after reuses the listing; one that asks for an unknown fragment lists again
-    before = remote.requests.total()
+    before = remote.request_count()
     fetch_digests(dst, [digest_of(data["f011"])], backend=remote, policy=FAST)
-    assert remote.requests.total() - before == 1
+    assert remote.request_count() - before == 1
     with pytest.raises(TransferFailed, match="is not on"):
         fetch_digests(dst, ["ee" * 32], backend=remote, policy=FAST)
 
