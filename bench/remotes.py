@@ -2,6 +2,7 @@
 
 Data sets (fixed seed):
   small  10,000 files of 2–64 KiB (random sizes and bytes, ~330 MB)
+  tiny   100,000 files of 1–16 KiB (~850 MB; issue 4's small-file packs; DVC skipped unless --tiny-dvc)
   big    4 files of 256 MiB
 
 For each set and target, every round runs (interleaved, so a noisy machine hits all alike):
@@ -20,7 +21,7 @@ moto runs in its own process (python -c ThreadedMotoServer on 127.0.0.1, port 0)
 memory and CPU are not charged to the contenders; every bucket and directory is emptied
 after its round (not timed), so that moto's memory stays bounded.
 
-    python bench/remotes.py [--runs 3] [--big-runs 3] [--sets small,big] [--targets moto,dir]
+    python bench/remotes.py [--runs 3] [--big-runs 3] [--tiny-runs 1] [--sets small,tiny,big] [--targets moto,dir]
                             [--jobs 32] [--dvc-venv /tmp/venv-dvc] [--no-dvc] [--work DIR] [--json FILE]
                             [--gitquilt-path DIR]
 """
@@ -117,6 +118,17 @@ def make_small(root: Path, n: int = 10_000) -> None:
         d = root / f"part{i // 500:02d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"file{i:05d}.bin").write_bytes(rng.randbytes(rng.randint(2 << 10, 64 << 10)))
+    (root / ".complete").touch()
+
+
+def make_tiny(root: Path, n: int = 100_000) -> None:
+    if (root / ".complete").exists():
+        return
+    rng = random.Random(SEED + 1)
+    for i in range(n):
+        d = root / f"part{i // 1000:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"file{i:06d}.bin").write_bytes(rng.randbytes(rng.randint(1 << 10, 16 << 10)))
     (root / ".complete").touch()
 
 
@@ -371,7 +383,10 @@ def main() -> None:
     ap.add_argument("--child", nargs="+")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--big-runs", type=int, default=3)
-    ap.add_argument("--sets", default="small,big")
+    ap.add_argument("--tiny-runs", type=int, default=1)
+    ap.add_argument("--tiny-files", type=int, default=100_000, help="(smoke tests) files in the tiny set")
+    ap.add_argument("--tiny-dvc", action="store_true", help="run DVC on the tiny set too (slow)")
+    ap.add_argument("--sets", default="small,tiny,big")
     ap.add_argument("--targets", default="moto,dir")
     ap.add_argument("--jobs", type=int, default=32)
     ap.add_argument("--dvc-venv", default="/tmp/venv-dvc")
@@ -400,10 +415,13 @@ def main() -> None:
     dvc = None if args.no_dvc else find_dvc(args.dvc_venv)
     sets = [s for s in args.sets.split(",") if s]
     targets = [t for t in args.targets.split(",") if t]
-    datasets = {"small": work / f"data-small-{args.small_files}", "big": work / f"data-big-{args.big_mib}"}
+    datasets = {"small": work / f"data-small-{args.small_files}", "big": work / f"data-big-{args.big_mib}",
+                "tiny": work / f"data-tiny-{args.tiny_files}"}
     for s in sets:
         if s == "small":
             make_small(datasets[s], args.small_files)
+        elif s == "tiny":
+            make_tiny(datasets[s], args.tiny_files)
         else:
             make_big(datasets[s], args.big_mib)
 
@@ -424,18 +442,20 @@ def main() -> None:
         if "dir" in targets:
             tgt["dir"] = Target("dir")
         for s in sets:
-            runs = args.runs if s == "small" else args.big_runs
+            runs = {"small": args.runs, "tiny": args.tiny_runs}.get(s, args.big_runs)
+            set_dvc = None if s == "tiny" and not args.tiny_dvc else dvc
             for t in targets:
                 row = results.setdefault((s, t), Row())
                 for rnd in range(runs):
                     print(f"[{time.strftime('%H:%M:%S')}] {s} → {t}, round {rnd + 1}/{runs}", file=sys.stderr, flush=True)
-                    run_round(s, datasets[s], tgt[t], work, env, args.jobs, row, dvc, rnd)
+                    run_round(s, datasets[s], tgt[t], work, env, args.jobs, row, set_dvc, rnd)
     finally:
         if moto is not None:
             assert moto.stdin is not None
             moto.stdin.close()
             moto.wait(timeout=30)
-    print(f"\nmedian [min–max] seconds of {args.runs} (small) / {args.big_runs} (big) rounds, -j {args.jobs}, "
+    print(f"\nmedian [min–max] seconds of {args.runs} (small) / {args.tiny_runs} (tiny) / {args.big_runs} (big) "
+          f"rounds, -j {args.jobs}, "
           f"{os.cpu_count()} CPUs; DVC: {dvc or 'not found'}\n")
     print(table(results, dvc is not None))
     if args.json_out:
