@@ -327,28 +327,37 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
         s.requests = json.loads(out)["fetch"]["requests"]
         row.pull["gitquilt"].samples.append(s)
 
-        # DVC
+        # DVC (a failure is reported, not fatal: the other columns still count)
         if dvc is not None:
-            drepo = setup_dvc(work, set_name, data, env, dvc)
-            url, loc = target.new_location(work, f"dvc{tag}")
-            cleanup.append(loc)
-            dname = f"r{uuid.uuid4().hex[:8]}"
-            sh([dvc, "remote", "add", "-d", "-f", dname, url], drepo, env)
-            if target.kind == "moto":
-                sh([dvc, "remote", "modify", dname, "endpointurl", target.endpoint], drepo, env)
-            sh(["git", "add", "-A"], drepo, env)
-            sh(["git", "commit", "-qm", f"remote {dname}"], drepo, env)
-            s, _ = timed([dvc, "push", "-q", "-r", dname, "-j", str(jobs)], drepo, env)
-            row.push["dvc"].samples.append(s)
-            dclone = scratch / "dvc-clone"
-            git_clone(drepo, dclone, env)
-            s, _ = timed([dvc, "pull", "-q", "-r", dname, "-j", str(jobs)], dclone, env)
-            row.pull["dvc"].samples.append(s)
+            try:
+                _dvc_round(set_name, data, target, work, env, jobs, row, dvc, tag, scratch, cleanup)
+            except SystemExit as exc:
+                print(f"DVC failed this round: {str(exc)[-300:]}", file=sys.stderr, flush=True)
     finally:
         for loc in cleanup:
             target.drop(loc)
         shutil.rmtree(scratch, ignore_errors=True)
         subprocess.run(["sync"], check=False)
+
+
+def _dvc_round(set_name: str, data: Path, target: Target, work: Path, env: dict[str, str], jobs: int, row: Row,
+               dvc: str, tag: str, scratch: Path, cleanup: list[str]) -> None:
+    """``dvc push`` to a fresh remote, then ``dvc pull`` in a fresh clone."""
+    drepo = setup_dvc(work, set_name, data, env, dvc)
+    url, loc = target.new_location(work, f"dvc{tag}")
+    cleanup.append(loc)
+    dname = f"r{uuid.uuid4().hex[:8]}"
+    sh([dvc, "remote", "add", "-d", "-f", dname, url], drepo, env)
+    if target.kind == "moto":
+        sh([dvc, "remote", "modify", dname, "endpointurl", target.endpoint], drepo, env)
+    sh(["git", "add", "-A"], drepo, env)
+    sh(["git", "commit", "-qm", f"remote {dname}"], drepo, env)
+    s, _ = timed([dvc, "push", "-q", "-r", dname, "-j", str(jobs)], drepo, env)
+    row.push["dvc"].samples.append(s)
+    dclone = scratch / "dvc-clone"
+    git_clone(drepo, dclone, env)
+    s, _ = timed([dvc, "pull", "-q", "-r", dname, "-j", str(jobs)], dclone, env)
+    row.pull["dvc"].samples.append(s)
 
 
 def table(results: dict[tuple[str, str], Row], has_dvc: bool) -> str:
