@@ -169,7 +169,7 @@ _RECENT_LOCK = threading.Lock()
 
 
 def recent_survey(remote: Remote, cache_root: Path, jobs: int, policy: RetryPolicy | None,
-                  warn: Callable[[str], None] | None, wanted: Iterable[str], max_age: float = SURVEY_TTL) -> RemotePacks:
+                  warn: Callable[[str], None] | None, wanted: Iterable[str], max_age: float | None = None) -> RemotePacks:
     """A survey of this remote younger than ``max_age`` that locates all of ``wanted``, or a fresh one.
 
     Lets a reader that fetches single fragments on demand (the Python API) list
@@ -179,7 +179,7 @@ def recent_survey(remote: Remote, cache_root: Path, jobs: int, policy: RetryPoli
     key = f"{remote.url}\0{cache_root}"
     with _RECENT_LOCK:
         old = _RECENT.get(key)
-    if old is not None and time.monotonic() - old.taken < max_age:
+    if old is not None and time.monotonic() - old.taken < (SURVEY_TTL if max_age is None else max_age):
         wanted = list(wanted)
         if len(old.holding(wanted)) == len(set(wanted)):
             return old
@@ -194,8 +194,3 @@ def forget_survey(remote: Remote) -> None:
     with _RECENT_LOCK:
         for key in [k for k in _RECENT if k.startswith(f"{remote.url}\0")]:
             del _RECENT[key]
-
-
-def pack_settings_of(options: Mapping[str, Any] | None, name: str = "") -> PackSettings:
-    """Settings from a remote's options (defaults when there are none)."""
-    return PackSettings.from_options(options or {}, name)
