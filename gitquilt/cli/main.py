@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import os
@@ -38,6 +39,11 @@ COMMANDS = {
 }
 
 
+#: Set by :func:`main` (the console script) only: callers of :func:`run` in a long-lived
+#: process keep an ordinary garbage collector.
+_FREEZE_AFTER_IMPORT = False
+
+
 def register(name: str, module: str) -> None:
     """Add a subcommand implemented in ``gitquilt.cli.<module>``."""
     COMMANDS[name] = module
@@ -54,6 +60,10 @@ class LazyGroup(click.Group):
         if module is None or not _module_exists(module):
             return None
         cmd: click.Command = importlib.import_module(f"gitquilt.cli.{module}").command
+        if _FREEZE_AFTER_IMPORT:
+            # the modules just imported live until exit: keep the collector from walking
+            # them again and again while the command allocates (tens of ms with pyarrow)
+            gc.freeze()
         return cmd
 
 
@@ -85,7 +95,10 @@ def cli(debug: bool, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning every failure into one line on stderr and an exit code."""
+    global _FREEZE_AFTER_IMPORT
+    _FREEZE_AFTER_IMPORT = True  # a process of its own, which exits right after the command
     code = run(argv)
+    gc.freeze()  # nor at exit, when finalisation would walk every object once more
     sys.exit(code)
 
 

@@ -291,7 +291,7 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 for d in sorted(parent_dirs([manifest.keys[i] for i in plan.write])):
                     safe.dir_fd(d, create=True)
                 # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
-                chunks = _chunks(plan.write, manifest.sizes)
+                chunks = _chunks(plan.write, manifest.sizes, manifest.keys)
                 with contextlib.closing(parallel_map(write_chunk, chunks, COPY_THREADS)) as done:
                     for _ in done:
                         if len(rows) >= 2048:  # record while the threads write, not all at the end
@@ -326,23 +326,32 @@ def _umask() -> int:
     return _UMASK
 
 
-def _chunks(indices: list[int], sizes: array[int] | list[int]) -> list[list[int]]:
-    """Group small files into units of work for the threads (one task per small file
-    costs about as much as copying it); a large file is a unit of its own."""
-    chunks: list[list[int]] = []
-    cur: list[int] = []
-    cur_bytes = 0
+def _chunks(indices: list[int], sizes: array[int] | list[int], keys: list[str]) -> list[list[int]]:
+    """Units of work for the threads: small files grouped (one task per small file costs
+    about as much as copying it), a large file alone. Each unit stays in one directory,
+    and consecutive units are in different directories where there are several, so the
+    threads do not queue on one directory's lock."""
+    by_dir: dict[str, list[list[int]]] = {}
+    open_chunk: dict[str, tuple[list[int], int]] = {}
     for i in indices:
+        parent = keys[i].rpartition("/")[0]
+        units = by_dir.setdefault(parent, [])
         if sizes[i] >= CHUNK_BYTES:
-            chunks.append([i])
+            units.append([i])
             continue
+        cur, cur_bytes = open_chunk.get(parent) or ([], 0)
+        if not cur:
+            units.append(cur)
         cur.append(i)
         cur_bytes += sizes[i]
         if cur_bytes >= CHUNK_BYTES or len(cur) >= CHUNK_FILES:
-            chunks.append(cur)
-            cur, cur_bytes = [], 0
-    if cur:
-        chunks.append(cur)
+            open_chunk.pop(parent, None)
+        else:
+            open_chunk[parent] = (cur, cur_bytes)
+    queues = list(by_dir.values())
+    chunks: list[list[int]] = []
+    for depth in range(max((len(q) for q in queues), default=0)):
+        chunks.extend(q[depth] for q in queues if depth < len(q))
     return chunks
 
 

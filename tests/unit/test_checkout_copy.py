@@ -124,3 +124,16 @@ def test_a_file_in_the_way_is_replaced_through_a_rename(repo: Repo) -> None:
     repo.git("checkout", "-q", "HEAD", "--", "data.quilt")
     _checkout(repo)
     _assert_hydrated(repo, files)
+
+
+def test_units_of_work_stay_in_one_directory_and_alternate() -> None:
+    keys = [f"d{i % 3}/f{i:03d}" for i in range(300)] + ["big", "x/y"]
+    sizes = [10] * 300 + [co.CHUNK_BYTES, 5]
+    chunks = co._chunks(list(range(302)), sizes, keys)
+    assert sorted(i for c in chunks for i in c) == list(range(302))  # each file once
+    dirs = [{keys[i].rpartition("/")[0] for i in c} for c in chunks]
+    assert all(len(d) == 1 for d in dirs)  # one directory per unit
+    assert all(len(c) <= co.CHUNK_FILES for c in chunks)
+    assert [c for c in chunks if 300 in c] == [[300]]  # a large file alone
+    firsts = [d.pop() for d in dirs[:3]]
+    assert len(set(firsts)) == 3  # the threads start in different directories
