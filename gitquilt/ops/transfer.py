@@ -166,6 +166,7 @@ def push_tops(
         progress.warn(message)
 
     try:
+        ws.cache.clean_tmp()  # packs a killed push was building
         plan = plan_push(ws.cache, list(top_hashes), target, n_jobs, warn, policy, packing)
         summary.strategy = plan.inventory.strategy
         if plan.uploads or plan.manifests:

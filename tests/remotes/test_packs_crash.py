@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import Repo
-from tests.faults.helpers import kill9, read_tree, spawn, wait_until, write_tree
+from tests.faults.helpers import cache_root, kill9, read_tree, spawn, temp_files, wait_until, write_tree
 from tests.remotes.helpers import files
 
 N = 600
@@ -61,6 +61,7 @@ def test_kill9_while_pushing_packs_to_a_directory_then_rerun(make_repo: Callable
         assert hashlib.sha256((remote / "packs" / f"{pid}.pack").read_bytes()).hexdigest() == pid
     assert not (remote / "manifests").is_dir() or not any((remote / "manifests").iterdir())
     _rerun_and_clone(repo, tmp_path, indexes)
+    assert temp_files(cache_root(repo)) == [], "the killed push's pack files were cleaned"
     after, after_idx = _split([p.name for p in (remote / "packs").iterdir()])
     assert after == after_idx and packs <= after, "orphans were completed with their index, not re-sent"
 
