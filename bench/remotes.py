@@ -23,7 +23,7 @@ after its round (not timed), so that moto's memory stays bounded.
 
     python bench/remotes.py [--runs 3] [--big-runs 3] [--tiny-runs 1] [--sets small,tiny,big] [--targets moto,dir]
                             [--jobs 32] [--dvc-venv /tmp/venv-dvc] [--no-dvc] [--work DIR] [--json FILE]
-                            [--gitquilt-path DIR]
+                            [--gitquilt-path DIR] [--no-floor tiny]
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class Row:
 
 
 def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[str, str], jobs: int,
-              row: Row, dvc: str | None, rnd: int) -> None:
+              row: Row, dvc: str | None, rnd: int, floor: bool = True) -> None:
     tag = f"{set_name}{rnd}"
     scratch = work / "scratch" / f"{target.kind}-{tag}-{uuid.uuid4().hex[:6]}"
     scratch.mkdir(parents=True)
@@ -293,7 +293,9 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
         # floor
         url, loc = target.new_location(work, f"floor{tag}")
         cleanup.append(loc)
-        if target.kind == "moto":
+        if not floor:
+            pass
+        elif target.kind == "moto":
             s, out = timed(child("floor-push-s3", str(data), target.endpoint, loc, "data", str(jobs)), work, env)
             s.requests = json.loads(out)["requests"]
             row.push["floor"].samples.append(s)
@@ -304,8 +306,9 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
             s.requests = json.loads(out)["requests"]
             row.push["floor"].samples.append(s)
             s, out = timed(child("floor-copy", loc, str(scratch / "floor"), str(jobs)), work, env)
-        s.requests = json.loads(out)["requests"]
-        row.pull["floor"].samples.append(s)
+        if floor:
+            s.requests = json.loads(out)["requests"]
+            row.pull["floor"].samples.append(s)
 
         # gitquilt
         repo = setup_gitquilt(work, set_name, data, env)
@@ -395,6 +398,8 @@ def main() -> None:
     ap.add_argument("--tiny-runs", type=int, default=1)
     ap.add_argument("--tiny-files", type=int, default=100_000, help="(smoke tests) files in the tiny set")
     ap.add_argument("--tiny-dvc", action="store_true", help="run DVC on the tiny set too (slow)")
+    ap.add_argument("--no-floor", default="", help="comma-separated sets whose floor is not run (e.g. tiny: "
+                    "100,000 requests each way take minutes; its target is absolute)")
     ap.add_argument("--sets", default="small,tiny,big")
     ap.add_argument("--targets", default="moto,dir")
     ap.add_argument("--jobs", type=int, default=32)
@@ -457,7 +462,8 @@ def main() -> None:
                 row = results.setdefault((s, t), Row())
                 for rnd in range(runs):
                     print(f"[{time.strftime('%H:%M:%S')}] {s} → {t}, round {rnd + 1}/{runs}", file=sys.stderr, flush=True)
-                    run_round(s, datasets[s], tgt[t], work, env, args.jobs, row, set_dvc, rnd)
+                    run_round(s, datasets[s], tgt[t], work, env, args.jobs, row, set_dvc, rnd,
+                              floor=s not in args.no_floor.split(","))
     finally:
         if moto is not None:
             assert moto.stdin is not None
