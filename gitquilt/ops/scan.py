@@ -18,9 +18,10 @@ from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.statcache import Row, stat_key
 from gitquilt.store import WriteBatch
 
-#: Hashing threads: hashlib releases the GIL on large buffers, and small files
-#: overlap their system calls, so a few threads per core pay off.
-HASH_THREADS = max(4, min(32, 2 * (os.cpu_count() or 2)))
+#: Hashing threads, one per core: hashlib releases the GIL on large buffers. More than
+#: that does not pay for small files either: their cost is the file system's, and
+#: threads beyond the cores only contend for its locks (measured: bench/core.py).
+HASH_THREADS = max(2, min(32, os.cpu_count() or 2))
 #: Small files are handed to the threads in groups of up to this many files or bytes.
 CHUNK_FILES = 64
 CHUNK_BYTES = 4 << 20
