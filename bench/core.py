@@ -293,9 +293,10 @@ class Bench:
         self.env.pop("QUILT_CACHE_DIR", None)
         # as on a normal install, gitquilt's bytecode is cached (DVC's came compiled with it)
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        import gitquilt
+        import gitquilt.manifest
 
-        sh([sys.executable, "-m", "compileall", "-q", str(Path(gitquilt.__file__).parent)], work, self.env)
+        package_dir = Path(gitquilt.manifest.__file__).parent
+        sh([sys.executable, "-m", "compileall", "-q", str(package_dir)], work, self.env)
 
     def git_repo(self, path: Path, quilt: bool = True) -> Path:
         path.mkdir(parents=True)
