@@ -24,6 +24,8 @@ from gitquilt import fsutil
 from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, HashingWriter, check_digest, expect_digest, hash_bytes, is_digest
 from gitquilt.errors import IntegrityError, NotFound, QuiltError
 from gitquilt.manifest import resolve_prefix
+from gitquilt.manifest_text import MAX_TEXT_ENTRIES, try_parse_canonical_text
+from gitquilt.manifest_text import SUFFIX as TEXT_SUFFIX
 
 if TYPE_CHECKING:
     from gitquilt.manifest import Manifest
@@ -138,10 +140,36 @@ class Store:
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         dest = self.quarantine_dir / f"{top_hash}.parquet.{int(time.time())}"
         os.replace(self.manifest_path(top_hash), dest)
+        self.drop_manifest_text(top_hash)
         return dest
 
     def manifest_path(self, top_hash: str) -> Path:
         return self.manifests / f"{top_hash}.parquet"
+
+    def manifest_text_path(self, top_hash: str) -> Path:
+        """The cache-only canonical-text copy of a manifest (gitquilt.manifest_text)."""
+        return self.manifests / f"{top_hash}{TEXT_SUFFIX}"
+
+    def drop_manifest_text(self, top_hash: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.manifest_text_path(top_hash))
+
+    def check_manifest_text(self, top_hash: str) -> None:
+        """Drop the canonical-text copy of a manifest unless it decodes to ``top_hash``."""
+        try:
+            text = self.manifest_text_path(top_hash).read_bytes()
+        except OSError:
+            return
+        if try_parse_canonical_text(text, top_hash) is None:
+            self.drop_manifest_text(top_hash)
+
+    def _write_manifest_text(self, manifest: "Manifest") -> None:
+        """Best effort: a missing or broken text copy only costs the Parquet read next time."""
+        if len(manifest) > MAX_TEXT_ENTRIES:
+            return
+        with contextlib.suppress(OSError):
+            fsutil.atomic_write_bytes(self.manifest_text_path(manifest.top_hash), manifest.canonical_text(),
+                                      durable=False)
 
     def has_manifest(self, top_hash: str) -> bool:
         return os.path.exists(self.manifest_path(top_hash))
@@ -153,29 +181,49 @@ class Store:
         top = manifest.top_hash
         if not self.has_manifest(top):
             self.put_manifest_bytes(manifest_to_bytes(manifest), top, verified=True)
+            self._write_manifest_text(manifest)
         return top
 
     def put_manifest_bytes(self, data: bytes, top_hash: str, verified: bool = False, where: str = "") -> None:
         """Store Parquet bytes under ``top_hash``; unless ``verified``, decode and check them first."""
         check_digest(top_hash, "top hash")
+        decoded = None
         if not verified:
             from gitquilt.manifest_io import read_manifest_bytes
 
-            read_manifest_bytes(data, top_hash, where or "manifest")
+            decoded = read_manifest_bytes(data, top_hash, where or "manifest")
         self.manifests.mkdir(parents=True, exist_ok=True)
         try:
             fsutil.atomic_write_bytes(self.manifest_path(top_hash), data, durable=self.fsync != "never")
         except OSError as exc:
             raise _store_error(exc, f"cannot write manifest {top_hash[:12]} to {self.root}") from None
+        if decoded is not None:
+            self._write_manifest_text(decoded)
 
-    def read_manifest(self, top_hash: str) -> "Manifest":
-        """Load and validate a manifest (its content must hash to ``top_hash``)."""
-        from gitquilt.manifest_io import read_manifest_file
+    def read_manifest(self, top_hash: str, parquet_only: bool = False) -> "Manifest":
+        """Load and validate a manifest (its content must hash to ``top_hash``).
 
+        The canonical-text copy is read when present (no pyarrow import); it is
+        self-verifying, and a damaged one is dropped for the Parquet file, the authority.
+        ``parquet_only`` reads the Parquet file (``verify``).
+        """
         path = self.manifest_path(top_hash)
         if not path.exists():
             raise NotFound(f"manifest {top_hash} is not in the store at {self.root}")
-        return read_manifest_file(str(path), top_hash, where=f"manifest in {self.root}")
+        text = None
+        if not parquet_only:
+            with contextlib.suppress(OSError):
+                text = self.manifest_text_path(top_hash).read_bytes()
+        if text is not None:
+            manifest = try_parse_canonical_text(text, top_hash)
+            if manifest is not None:
+                return manifest
+            self.drop_manifest_text(top_hash)  # damaged or foreign: the Parquet file decides
+        from gitquilt.manifest_io import read_manifest_file
+
+        manifest = read_manifest_file(str(path), top_hash, where=f"manifest in {self.root}")
+        self._write_manifest_text(manifest)
+        return manifest
 
     def manifest_bytes(self, top_hash: str) -> bytes:
         try:

@@ -156,6 +156,7 @@ def gc_cache(
             for top in report.manifests:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(cache.manifest_path(top))
+                cache.drop_manifest_text(top)
             for digest in report.fragments:
                 cache.delete(digest)
             report.tmp_removed = cache.clean_tmp()

@@ -121,13 +121,14 @@ def check_manifest(store: Store, top_hash: str) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "not a regular file"
     try:
-        store.read_manifest(top_hash)
+        store.read_manifest(top_hash, parquet_only=True)
     except UnsupportedFormat:
         raise
     except NotFound:
         raise
     except QuiltError as exc:
         return str(exc)
+    store.check_manifest_text(top_hash)
     return None
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from gitquilt.errors import QuiltError
 from gitquilt.manifest import Entry, Manifest
 from gitquilt.manifest_io import manifest_to_bytes, read_manifest_bytes
+from gitquilt.manifest_text import parse_canonical_text
 from gitquilt.pointer import Pointer, parse_pointer
 from gitquilt.store import Store
 from tests.security.hostile import hostile_manifest, row, sha
@@ -122,9 +123,22 @@ def test_fuzzed_manifests_never_enter_the_store(tmp_path: Path) -> None:
             return
         assert store.read_manifest(TOP).canonical_text() == _MANIFEST.canonical_text()
         store.manifest_path(TOP).unlink()
+        store.drop_manifest_text(TOP)
 
     check()
     assert list(store.tmp.iterdir()) == []
+
+
+@_settings
+@given(mutated(_MANIFEST.canonical_text()))
+def test_mutated_canonical_text(data: bytes) -> None:
+    """The cache's canonical-text copies: accepted only when exactly the named manifest."""
+    try:
+        m = parse_canonical_text(data, TOP)
+    except QuiltError:
+        assert data != _MANIFEST.canonical_text()
+        return
+    assert m.canonical_text() == data == _MANIFEST.canonical_text()
 
 
 # -- pointers ----------------------------------------------------------------------------------
