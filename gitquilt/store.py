@@ -52,7 +52,8 @@ def _store_error(exc: OSError, what: str) -> StoreError:
 class Store:
     """A content-addressed directory of fragments and manifests."""
 
-    def __init__(self, root: Path, fsync: str = "batch", read_only_objects: bool = False) -> None:
+    def __init__(self, root: Path, fsync: str = "batch", read_only_objects: bool = False,
+                 text_copies: bool = True) -> None:
         self.root = Path(root)
         self.objects = self.root / "objects" / "sha256"
         self.manifests = self.root / "manifests"
@@ -61,6 +62,8 @@ class Store:
         self.fsync = fsync
         #: Cache files are made read-only when work trees hardlink or symlink to them.
         self.read_only_objects = read_only_objects
+        #: Write canonical-text copies of manifests (the cache); a remote holds Parquet only.
+        self.text_copies = text_copies
 
     def ensure(self) -> "Store":
         """Create the directory skeleton (idempotent)."""
@@ -165,7 +168,7 @@ class Store:
 
     def _write_manifest_text(self, manifest: "Manifest") -> None:
         """Best effort: a missing or broken text copy only costs the Parquet read next time."""
-        if len(manifest) > MAX_TEXT_ENTRIES:
+        if not self.text_copies or len(manifest) > MAX_TEXT_ENTRIES:
             return
         with contextlib.suppress(OSError):
             fsutil.atomic_write_bytes(self.manifest_text_path(manifest.top_hash), manifest.canonical_text(),

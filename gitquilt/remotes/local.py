@@ -43,7 +43,7 @@ class DirectoryRemote:
     def __init__(self, root: Path, fsync: str = "batch") -> None:
         self.root = Path(root)
         self.url = str(self.root)
-        self.store = Store(self.root, fsync=fsync)
+        self.store = Store(self.root, fsync=fsync, text_copies=False)
         self.requests = RequestCounter()
         self._batch: WriteBatch | None = None
         self._lock = threading.Lock()

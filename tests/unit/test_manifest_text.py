@@ -145,3 +145,15 @@ def test_reading_a_cached_manifest_imports_no_pyarrow(tmp_path: Path) -> None:
         "assert len(m) == 3; assert 'pyarrow' not in sys.modules and 'numpy' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_directory_remote_holds_parquet_only(tmp_path: Path) -> None:
+    import io
+
+    from gitquilt.remotes.local import DirectoryRemote
+
+    m = _manifest()
+    data = manifest_to_bytes(m)
+    remote = DirectoryRemote(tmp_path / "remote")
+    remote.put(f"manifests/{m.top_hash}.parquet", io.BytesIO(data), len(data))
+    assert sorted(p.name for p in (tmp_path / "remote" / "manifests").iterdir()) == [f"{m.top_hash}.parquet"]
