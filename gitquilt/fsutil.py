@@ -135,13 +135,23 @@ def atomic_write_bytes(path: Path, data: bytes, durable: bool = True, mode: int 
         fsync_dir(path.parent)
 
 
-def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
-    """Copy ``size`` bytes: reflink if the file system can, else an in-kernel copy."""
-    try:
-        fcntl.ioctl(dst_fd, FICLONE, src_fd)
-        return
-    except OSError:
-        pass
+# errors by which FICLONE says "never on this pair of file systems" (not "not this file")
+_NO_REFLINK = frozenset({errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS})
+
+
+def copy_fd(src_fd: int, dst_fd: int, size: int, reflink: bool = True) -> bool:
+    """Copy ``size`` bytes: reflink if the file system can, else an in-kernel copy.
+
+    Returns whether a reflink is worth trying for the next file between the same file
+    systems: a caller copying many files passes that back as ``reflink`` and so skips
+    one failing ``ioctl`` per file where reflinks are unsupported (ext4).
+    """
+    if reflink:
+        try:
+            fcntl.ioctl(dst_fd, FICLONE, src_fd)
+            return True
+        except OSError as exc:
+            reflink = exc.errno not in _NO_REFLINK
     copied = 0
     try:
         while copied < size:
@@ -156,9 +166,10 @@ def copy_fd(src_fd: int, dst_fd: int, size: int) -> None:
         os.lseek(dst_fd, copied, os.SEEK_SET)
         with os.fdopen(os.dup(src_fd), "rb") as s, os.fdopen(os.dup(dst_fd), "wb") as d:
             shutil.copyfileobj(s, d, 1 << 20)
-        return
+        return reflink
     if copied != size:
         raise QuiltError(f"short copy: {copied} of {size} bytes")
+    return reflink
 
 
 _LIMIT_RAISED = False

@@ -367,6 +367,7 @@ class _Copier:
         self.cache = ws.cache
         self.safe = safe
         self.unnamed = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+        self.reflink = True  # until the first copy finds that these file systems cannot
 
     def copy(self, key: str, digest: str, size: int, executable: bool) -> os.stat_result:
         """Write ``key`` from the fragment ``digest``; return the stat of the file written."""
@@ -396,7 +397,7 @@ class _Copier:
             self.unnamed = False  # this file system cannot: named temporary files from now on
             return None
         try:
-            fsutil.copy_fd(src, fd, size)
+            self.reflink = fsutil.copy_fd(src, fd, size, self.reflink)
             st = os.fstat(fd)
             proc = f"/proc/self/fd/{fd}"
             try:
@@ -421,7 +422,7 @@ class _Copier:
         pfd, fd, tmp = self.safe.create_temp(key, executable)
         try:
             try:
-                fsutil.copy_fd(src, fd, size)
+                self.reflink = fsutil.copy_fd(src, fd, size, self.reflink)
                 st = os.fstat(fd)
             finally:
                 os.close(fd)

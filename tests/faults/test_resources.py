@@ -129,11 +129,11 @@ def test_enospc_mid_copy_in_process(repo: Repo, monkeypatch: pytest.MonkeyPatch)
     real_copy = fsutil.copy_fd
     calls = itertools.count()
 
-    def failing_copy(src_fd: int, dst_fd: int, size: int) -> None:
+    def failing_copy(src_fd: int, dst_fd: int, size: int, reflink: bool = True) -> bool:
         if next(calls) % 3 == 2:
             os.write(dst_fd, b"partial")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_copy(src_fd, dst_fd, size)
+        return real_copy(src_fd, dst_fd, size, reflink)
 
     monkeypatch.setattr(fsutil, "copy_fd", failing_copy)
     ws = Workspace.open(repo.root)

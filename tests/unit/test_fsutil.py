@@ -131,6 +131,25 @@ def test_copy_fd_falls_back_to_read_write(tmp_path: Path, monkeypatch: pytest.Mo
     assert _copy(tmp_path, data) == data
 
 
+@pytest.mark.parametrize("err, again", [(errno.EOPNOTSUPP, False), (errno.EXDEV, False), (errno.EIO, True)])
+def test_copy_fd_says_whether_to_try_reflink_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, err: int, again: bool
+) -> None:
+    calls: list[int] = []
+
+    def failing_reflink(*a: object) -> None:
+        calls.append(1)
+        raise OSError(err, "no")
+
+    monkeypatch.setattr(fsutil.fcntl, "ioctl", failing_reflink)
+    (tmp_path / "src").write_bytes(b"abc")
+    with open(tmp_path / "src", "rb") as s, open(tmp_path / "dst", "wb") as d:
+        assert fsutil.copy_fd(s.fileno(), d.fileno(), 3) is again
+        assert fsutil.copy_fd(s.fileno(), d.fileno(), 0, reflink=False) is False
+    assert calls == [1]  # reflink=False skips the ioctl
+    assert (tmp_path / "dst").read_bytes() == b"abc"
+
+
 # -- SafeDir --------------------------------------------------------------------------------
 
 def test_safedir_writes_below_root(root: Path) -> None:
