@@ -64,20 +64,26 @@ class PackageStatus:
 
 
 def compare(manifest: Manifest, scan: Scan) -> tuple[list[str], list[str], list[str]]:
-    """(added, changed, deleted) keys of the scanned files against the manifest."""
-    added, changed, deleted = [], [], []
+    """(added, changed, deleted) keys of the scanned files against the manifest. A pinned
+    file now a symbolic link (or a special file) is changed; links are never followed."""
+    changed: list[str] = []
+    deleted: list[str] = []
     seen = set()
+    not_files = set(scan.symlinks) | set(scan.special)
     for i, key in enumerate(manifest.keys):
         fs = scan.files.get(key)
         if fs is None:
-            deleted.append(key)
+            if key in not_files:
+                seen.add(key)
+                changed.append(key)
+            else:
+                deleted.append(key)
             continue
         seen.add(key)
         same_bytes = fs.sha256 == manifest.sha256(i) and fs.size == manifest.sizes[i]
         if not same_bytes or fs.executable != bool(manifest.executable_flags[i]):
             changed.append(key)
-    added = sorted(k for k in scan.files if k not in seen)
-    added += sorted(scan.symlinks) + sorted(scan.special)
+    added = [k for k in scan.files if k not in seen] + [k for k in not_files if k not in seen]
     return sorted(added), changed, deleted
 
 

@@ -148,3 +148,20 @@ def test_pointer_file_is_a_symlink(dir_package: Repo) -> None:
     # dangling: still listed (git tracks it), still an error
     (outside / "images.quilt").unlink()
     _assert_status_refuses(repo, "images", "images.quilt is a symbolic link")
+
+
+def test_links_inside_the_package_are_changes_never_followed(dir_package: Repo) -> None:
+    """A subdirectory or a file replaced by a link to identical data elsewhere: modified."""
+    repo = dir_package
+    outside = _outside(repo)
+    shutil.move(repo.root / "images" / "sub", outside / "sub")
+    (repo.root / "images" / "sub").symlink_to(outside / "sub", target_is_directory=True)
+    shutil.move(repo.root / "images" / "a.txt", outside / "a.txt")
+    (repo.root / "images" / "a.txt").symlink_to(outside / "a.txt")
+    before = snapshot(repo.root.parent)
+    r = repo.quilt("status", "--check")
+    assert r.returncode == 1 and ": modified" in r.stdout, r.stdout + r.stderr
+    st = json.loads(repo.quilt("status", "--json", "images").stdout)[0]
+    assert st["state"] == "modified"
+    assert (st["added"], st["changed"], st["deleted"]) == (["sub"], ["a.txt"], ["sub/b.txt"])
+    assert snapshot(repo.root.parent) == before
