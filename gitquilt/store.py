@@ -274,6 +274,88 @@ class Store:
 _TMP_IDS = itertools.count(secrets.randbits(32))
 #: Directory fsyncs run this many at a time (each waits on the disk, not the CPU).
 FSYNC_THREADS = 8
+#: Write fragments as anonymous files (``O_TMPFILE``) where the file system allows it:
+#: no name is created in ``tmp/`` and none removed, threads do not contend for its
+#: lock, and a killed writer leaves nothing behind. GITQUILT_NO_TMPFILE=1 turns it off
+#: (tests use it to cover named temporary files).
+USE_ANONYMOUS_TMP = os.environ.get("GITQUILT_NO_TMPFILE", "") in ("", "0")
+#: Anonymous fragments pending in one batch, at most; each holds a file descriptor until
+#: the commit, so the descriptor limit lowers this (see :func:`_pending_fd_cap`).
+MAX_PENDING_FDS = 16384
+#: Below this many descriptors to spare, named temporary files are used instead (a
+#: commit, with its sync, every few hundred files would cost more than the names).
+MIN_PENDING_FDS = 1024
+
+_PID = os.getpid()  # os.getpid() is a system call; temp names are made per fragment
+
+
+def _after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+_setup_lock = threading.Lock()
+_anonymous_ok: dict[str, bool] = {}  # tmp directory → O_TMPFILE files can be linked from it
+_proc_dir_fd: int | None = None
+_fd_cap: int | None = None
+
+
+def _proc_fd() -> int:
+    """A descriptor of /proc, kept for the process: ``linkat`` of ``self/fd/N`` names an open file."""
+    global _proc_dir_fd
+    if _proc_dir_fd is None:
+        with _setup_lock:
+            if _proc_dir_fd is None:
+                _proc_dir_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    return _proc_dir_fd
+
+
+def _link_fd(fd: int, final: str) -> None:
+    """Give the open anonymous file ``fd`` the name ``final`` (FileExistsError if taken)."""
+    # through /proc: linkat(AT_EMPTY_PATH) needs a capability that ordinary users lack
+    os.link(f"self/fd/{fd}", final, src_dir_fd=_proc_fd(), follow_symlinks=True)
+
+
+def _anonymous_supported(tmp_dir: str) -> bool:
+    """Whether ``tmp_dir`` takes ``O_TMPFILE`` files and /proc can name them for ``linkat``
+    (learned once per directory). Should linking still fail, the commit copies the file
+    to a named temporary file instead (:meth:`WriteBatch._link_by_copy`)."""
+    ok = _anonymous_ok.get(tmp_dir)
+    if ok is not None:
+        return ok
+    ok = False
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag and os.path.isdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            os.close(os.open(tmp_dir, os.O_WRONLY | flag | os.O_CLOEXEC, 0o644))
+            ok = True
+    _anonymous_ok[tmp_dir] = ok
+    return ok
+
+
+def _pending_fd_cap() -> int:
+    """How many anonymous fragments one batch may hold open. The soft descriptor limit
+    is raised towards the hard one first (allowed to any process; often 1,024 vs 500,000+)."""
+    global _fd_cap
+    if _fd_cap is None:
+        import resource
+
+        want = 4 * MAX_PENDING_FDS + 1024
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if soft != resource.RLIM_INFINITY and soft < want:
+                new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+                if new > soft:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+                    soft = new
+        except (OSError, ValueError):
+            soft = 1024
+        # a quarter of the spare descriptors: several batches may be open at once
+        spare = want if soft == resource.RLIM_INFINITY else (soft - 256) // 4
+        _fd_cap = max(0, min(MAX_PENDING_FDS, spare))
+    return _fd_cap
 
 
 def _fsync_dirs(dirs: list[str]) -> None:
@@ -303,9 +385,11 @@ def _fsync_dirs(dirs: list[str]) -> None:
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     """Write every byte of ``data`` to ``fd`` (no file object: one system call per small file)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    n = os.write(fd, data)
+    if n < len(data):
+        view = memoryview(data)[n:]
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def _read_small(fd: int, size: int) -> bytes:
@@ -319,26 +403,42 @@ def _read_small(fd: int, size: int) -> bytes:
     return b"".join(chunks)
 
 
-class WriteBatch:
-    """Writes fragments to ``tmp/`` and links them into place together on commit.
+def _release(tmp: str | int) -> None:
+    """Drop a temporary file: unlink a named one, close an anonymous one (it vanishes)."""
+    with contextlib.suppress(OSError):
+        if isinstance(tmp, int):
+            os.close(tmp)
+        else:
+            os.unlink(tmp)
 
-    Order on commit, for durability (RELIABILITY.md §28): the file data is flushed
-    (one ``syncfs`` for the batch, or ``fsync`` per file with ``fsync = "always"``)
-    before any file is linked under its final name, and the directories that gained
-    names are fsynced after. Thread-safe: worker threads may put concurrently.
+
+class WriteBatch:
+    """Writes fragments to temporary files and links them into place together on commit.
+
+    A temporary file is anonymous (``O_TMPFILE`` in ``tmp/``, held open until the
+    commit) where the file system supports it, else named in ``tmp/``. Order on commit,
+    for durability (RELIABILITY.md §28): the file data is flushed (one ``syncfs`` for
+    the batch, or ``fsync`` per file with ``fsync = "always"``) before any file is
+    linked under its final name, and the directories that gained names are fsynced
+    after. Thread-safe: worker threads may put concurrently.
     """
 
-    #: Commit automatically once this many files are pending, to bound ``tmp/``.
+    #: Commit automatically once this many named temporary files are pending, to bound ``tmp/``.
     MAX_PENDING = 4096
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._pending: list[tuple[str, str]] = []  # (temp file, digest)
+        self._pending: list[tuple[str | int, str]] = []  # (temp file name or open descriptor, digest)
         self._tmp_dir = str(store.tmp)
         self._objects_dir = str(store.objects)
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         self._aborted = False
+        self._anonymous: bool | None = None  # decided on the first write
+        self._max_pending = self.MAX_PENDING
+        #: objects/sha256/xx directories seen (None: not listed yet); a digest whose
+        #: directory is absent is not stored, without a stat per fragment
+        self._fanout: set[str] | None = None
         store.ensure()
 
     def __enter__(self) -> "WriteBatch":
@@ -350,13 +450,28 @@ class WriteBatch:
         else:
             self.abort()
 
-    def _new_tmp(self) -> tuple[str, int]:
+    def _use_anonymous(self) -> bool:
+        if self._anonymous is None:
+            cap = _pending_fd_cap()
+            anonymous = USE_ANONYMOUS_TMP and cap >= MIN_PENDING_FDS and _anonymous_supported(self._tmp_dir)
+            if anonymous:
+                self._max_pending = cap
+            self._anonymous = anonymous
+        return self._anonymous
+
+    def _new_tmp(self) -> tuple[str | None, int]:
+        """A temporary file open for writing: (None, fd) if anonymous, else (name, fd)."""
         if self._aborted:
             raise StoreError("write batch was aborted")
+        if self._anonymous or (self._anonymous is None and self._use_anonymous()):
+            try:
+                return None, os.open(self._tmp_dir, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise _store_error(exc, f"cannot write to {self.store.tmp}") from None
         for _attempt in range(100):
             # fsutil.tmp_name's shape (cleanup finds dead writers by the pid), numbered
             # instead of random: cheaper, and unique within this process
-            name = f"{self._tmp_dir}/.frag.{os.getpid()}.{next(_TMP_IDS) & 0xFFFFFFFF:08x}{fsutil.TMP_SUFFIX}"
+            name = f"{self._tmp_dir}/.frag.{_PID}.{next(_TMP_IDS) & 0xFFFFFFFF:08x}{fsutil.TMP_SUFFIX}"
             try:
                 return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             except FileExistsError:  # left by a dead process that had our pid
@@ -365,12 +480,23 @@ class WriteBatch:
                 raise _store_error(exc, f"cannot write to {self.store.tmp}") from None
         raise StoreError(f"cannot create a temporary file in {self.store.tmp}")
 
+    def _maybe_stored(self, digest: str) -> bool:
+        fanout = self._fanout
+        if fanout is None:
+            try:
+                fanout = set(os.listdir(self._objects_dir))
+            except OSError:
+                fanout = set()
+            self._fanout = fanout
+        # a directory made since the listing (another writer) only costs a duplicate
+        # write: linking it finds the name taken
+        return digest[:2] in fanout and self.store.has(digest)
+
     def _claim(self, digest: str) -> bool:
         """True if this batch should write ``digest`` (absent and not already pending)."""
-        with self._lock:
-            if digest in self._claimed:
-                return False
-        if self.store.has(digest):  # outside the lock: a stat must not hold up the other threads
+        if digest in self._claimed:  # read without the lock: checked again under it
+            return False
+        if self._maybe_stored(digest):  # outside the lock: a stat must not hold up the other threads
             return False
         with self._lock:
             if digest in self._claimed:
@@ -378,16 +504,28 @@ class WriteBatch:
             self._claimed.add(digest)
             return True
 
-    def _add_pending(self, tmp: str, digest: str) -> None:
+    def _queue(self, tmp: str | int, digest: str) -> None:
+        """Hand a complete, claimed temporary file to the commit; it is the batch's from
+        here on, whatever happens (queued, or released if the batch was aborted)."""
         with self._lock:
             if self._aborted:  # a worker thread finishing after Ctrl-C: leave nothing behind
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                _release(tmp)
                 raise StoreError("write batch was aborted")
             self._pending.append((tmp, digest))
-            full = len(self._pending) >= self.MAX_PENDING
+            full = len(self._pending) >= self._max_pending
         if full:
             self.commit()
+
+    def _queue_unless_stored(self, tmp: str | int, digest: str) -> None:
+        """:meth:`_queue`, or drop the file when the digest is stored or pending already."""
+        if self._claim(digest):
+            self._queue(tmp, digest)
+        else:
+            _release(tmp)
+
+    def _unclaim(self, digest: str) -> None:
+        with self._lock:
+            self._claimed.discard(digest)
 
     def _finish_tmp(self, fd: int) -> None:
         if self.store.fsync == "always":
@@ -403,15 +541,21 @@ class WriteBatch:
             return digest
         name, fd = self._new_tmp()
         try:
-            try:
-                _write_all(fd, data)
-                self._finish_tmp(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            self._drop_claim(digest, name)
-            raise _store_error(exc, f"cannot write fragment {digest[:12]} to {self.store.root}") from None
-        self._add_pending(name, digest)
+            _write_all(fd, data)
+            self._finish_tmp(fd)
+            if name is not None:
+                fd, closing = -1, fd  # closed even if close() reports an error
+                os.close(closing)
+        except BaseException as exc:
+            self._unclaim(digest)
+            if fd >= 0:
+                _release(fd)
+            if name is not None:
+                _release(name)
+            if isinstance(exc, OSError):
+                raise _store_error(exc, f"cannot write fragment {digest[:12]} to {self.store.root}") from None
+            raise
+        self._queue(fd if name is None else name, digest)
         return digest
 
     def put_stream(self, stream: BinaryIO, expected: str, size: int | None = None, where: str = "") -> str:
@@ -421,8 +565,9 @@ class WriteBatch:
         name, fd = self._new_tmp()
         ok = False
         try:
-            with os.fdopen(fd, "wb") as raw:
-                w = HashingWriter(raw)  # type: ignore[arg-type]
+            # an anonymous file stays open until the commit links it
+            with os.fdopen(fd, "wb", closefd=name is not None) as raw:
+                w = HashingWriter(raw)
                 limit = None if size is None else size + 1
                 while True:
                     want = BLOCK_SIZE if limit is None else min(BLOCK_SIZE, limit - w.size)
@@ -443,62 +588,69 @@ class WriteBatch:
             raise _store_error(exc, f"cannot write fragment {expected[:12]} to {self.store.root}") from None
         finally:
             if not ok:
-                with contextlib.suppress(OSError):
-                    os.unlink(name)
-        if self._claim(expected):
-            self._add_pending(name, expected)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
+                _release(fd if name is None else name)
+        self._queue_unless_stored(fd if name is None else name, expected)
         return expected
 
     def put_file(self, path: Path | str, expected: str | None = None) -> tuple[str, int]:
         """Hash a file and copy it into the store in one pass. Returns (digest, size)."""
+        digest, size, _st = self.put_file_stat(path, expected=expected)
+        return digest, size
+
+    def put_file_stat(
+        self, path: Path | str, size_hint: int = -1, expected: str | None = None
+    ) -> tuple[str, int, os.stat_result]:
+        """:meth:`put_file`, also returning the file's stat taken on the open file after
+        reading it (a caller compares it with its scan to know the bytes are the file's).
+
+        ``size_hint``, the size a scan saw, saves a system call; a wrong one costs a few.
+        """
         try:
             src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)  # no file object: fewer system calls
             try:
-                size = os.fstat(src).st_size
-                if size <= SMALL_FILE:
-                    data = _read_small(src, size)  # changed while reading: hash what we read
-                else:
-                    data = None
-                    name, fd = self._new_tmp()
-                    ok = False
-                    try:
-                        with os.fdopen(fd, "wb") as raw:
-                            w = HashingWriter(raw)
-                            buf = bytearray(BLOCK_SIZE)
-                            view = memoryview(buf)
-                            while n := os.readv(src, [view]):
-                                w.write(view[:n])
-                            raw.flush()
-                            self._finish_tmp(raw.fileno())
-                        digest = w.hexdigest()
-                        if expected is not None:
-                            expect_digest(digest, expected, w.size, str(path))
-                        ok = True
-                    finally:
-                        if not ok:
-                            with contextlib.suppress(OSError):
-                                os.unlink(name)
+                if size_hint < 0:
+                    size_hint = os.fstat(src).st_size
+                data: bytes | None = None
+                if size_hint <= SMALL_FILE:
+                    data = os.read(src, size_hint + 1)  # one byte more: EOF seen without a second read
+                    if len(data) > size_hint:  # grew since the scan, maybe a lot: stream it
+                        data = None
+                        os.lseek(src, 0, os.SEEK_SET)
+                    elif len(data) < size_hint:  # shrank, or a short read: read to the end
+                        data += _read_small(src, 0)
+                if data is None:
+                    digest, size = self._copy_large(src, path, expected)
+                st = os.fstat(src)
             finally:
                 os.close(src)
         except OSError as exc:
             raise _store_error(exc, f"cannot store {path}") from None
         if data is not None:
-            return self.put_bytes(data, expected, str(path)), len(data)
-        if self._claim(digest):
-            self._add_pending(name, digest)
-        else:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        return digest, w.size
+            return self.put_bytes(data, expected, str(path)), len(data), st
+        return digest, size, st
 
-    def _drop_claim(self, digest: str, tmp: str) -> None:
-        with self._lock:
-            self._claimed.discard(digest)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    def _copy_large(self, src: int, path: Path | str, expected: str | None) -> tuple[str, int]:
+        """Stream the open file ``src`` into a temporary file, hashing on the way."""
+        name, fd = self._new_tmp()
+        ok = False
+        try:
+            with os.fdopen(fd, "wb", closefd=name is not None) as raw:
+                w = HashingWriter(raw)
+                buf = bytearray(BLOCK_SIZE)
+                view = memoryview(buf)
+                while n := os.readv(src, [view]):
+                    w.write(view[:n])
+                raw.flush()
+                self._finish_tmp(raw.fileno())
+            digest = w.hexdigest()
+            if expected is not None:
+                expect_digest(digest, expected, w.size, str(path))
+            ok = True
+        finally:
+            if not ok:
+                _release(fd if name is None else name)
+        self._queue_unless_stored(fd if name is None else name, digest)
+        return digest, w.size
 
     def commit(self) -> None:
         """Flush pending data, link each file under its final name, fsync the directories."""
@@ -508,48 +660,100 @@ class WriteBatch:
             return
         dirs: set[str] = set()
         objects = self._objects_dir
+        released = 0  # pending[:released] are linked and their temporary files gone
         try:
             if self.store.fsync == "batch":
                 if len(pending) <= SMALL_BATCH:
                     for tmp, _digest in pending:  # a few files: cheaper than flushing the whole fs
-                        fsutil.fsync_file(tmp)
+                        if isinstance(tmp, int):
+                            os.fsync(tmp)
+                        else:
+                            fsutil.fsync_file(tmp)
                 else:
                     fsutil.syncfs(self.store.tmp)
             for tmp, digest in pending:
                 parent = f"{objects}/{digest[:2]}"
                 final = f"{parent}/{digest[2:]}"
-                try:
-                    os.link(tmp, final)
-                except FileNotFoundError:
-                    os.makedirs(parent, exist_ok=True)
-                    dirs.add(objects)
+                if isinstance(tmp, int):
                     try:
-                        os.link(tmp, final)
-                    except FileExistsError:
-                        pass
-                except FileExistsError:
-                    pass  # another writer stored the same bytes first
-                except OSError as exc:
-                    if exc.errno not in (errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                        raise
-                    os.replace(tmp, final)  # no hard links here: rename identical bytes
+                        self._link_anonymous(tmp, parent, final, dirs)
+                    finally:
+                        released += 1
+                        os.close(tmp)
+                else:
+                    self._link_named(tmp, parent, final, dirs)
+                    released += 1
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
                 dirs.add(parent)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
         except BaseException as exc:  # Ctrl-C included: no temp file may outlive us
-            self.abort(pending)
+            self.abort(pending[released:])
             if isinstance(exc, OSError):
                 raise _store_error(exc, f"cannot store fragments in {self.store.root}") from None
             raise
         if self.store.fsync != "never":
             _fsync_dirs(sorted(dirs))
 
-    def abort(self, pending: list[tuple[str, str]] | None = None) -> None:
+    def _made_dir(self, parent: str, dirs: set[str]) -> None:
+        os.makedirs(parent, exist_ok=True)
+        dirs.add(self._objects_dir)
+        if self._fanout is not None:
+            self._fanout.add(parent[-2:])
+
+    def _link_anonymous(self, fd: int, parent: str, final: str, dirs: set[str]) -> None:
+        try:
+            try:
+                _link_fd(fd, final)
+            except FileNotFoundError:  # no objects/sha256/xx yet (or no /proc after all)
+                self._made_dir(parent, dirs)
+                _link_fd(fd, final)
+        except FileExistsError:
+            pass  # another writer stored the same bytes first
+        except OSError:
+            self._link_by_copy(fd, parent, final, dirs)
+
+    def _link_by_copy(self, fd: int, parent: str, final: str, dirs: set[str]) -> None:
+        """The anonymous file cannot be linked here: copy it to a named temporary file,
+        flush that, link it. Later writes of this batch use named files."""
+        self._anonymous = False
+        self._max_pending = self.MAX_PENDING
+        name, out = self._new_tmp()
+        assert name is not None
+        try:
+            try:
+                offset = 0
+                while chunk := os.pread(fd, BLOCK_SIZE, offset):
+                    _write_all(out, chunk)
+                    offset += len(chunk)
+                if self.store.read_only_objects:
+                    os.fchmod(out, 0o444)
+                if self.store.fsync != "never":
+                    os.fsync(out)  # the batch's flush happened before this file existed
+            finally:
+                os.close(out)
+            self._link_named(name, parent, final, dirs)
+        finally:
+            _release(name)
+
+    def _link_named(self, tmp: str, parent: str, final: str, dirs: set[str]) -> None:
+        try:
+            os.link(tmp, final)
+        except FileNotFoundError:
+            self._made_dir(parent, dirs)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, final)
+        except FileExistsError:
+            pass  # another writer stored the same bytes first
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            os.replace(tmp, final)  # no hard links here: rename identical bytes
+
+    def abort(self, pending: list[tuple[str | int, str]] | None = None) -> None:
         """Drop temporary files not yet linked."""
         if pending is None:
             with self._lock:
                 self._aborted = True
                 pending, self._pending = self._pending, []
         for tmp, _digest in pending:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            _release(tmp)

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitquilt import fsutil
-from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, hash_bytes, hash_file
+from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, hash_bytes, hash_stream
 from gitquilt.errors import UnsafePath
 from gitquilt.manifest import files_fingerprint
 from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.workspace import PackageRef, Workspace
-from gitquilt.statcache import Row, stat_key
+from gitquilt.statcache import Row
 from gitquilt.store import WriteBatch
 
 #: Hashing threads, one per core: hashlib releases the GIL on large buffers. More than
@@ -149,19 +149,16 @@ def fill_hashes(
     def work(chunk: list[FileState]) -> list[Row]:
         rows: list[Row] = []
         for fs in chunk:
+            # st: the open file's stat after reading it (no second lookup of the path)
             if batch is not None:
-                fs.sha256, size = batch.put_file(fs.abs_path)
+                fs.sha256, size, st = batch.put_file_stat(fs.abs_path, fs.size)
             else:
-                fs.sha256, size = _hash_file(fs.abs_path, fs.size)
+                fs.sha256, size, st = _hash_file_stat(fs.abs_path, fs.size)
             fs.size = size  # what was hashed, even if the file changed since the scan
             progress.update(size)
-            try:
-                st = os.stat(fs.abs_path, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
             # unchanged since the scan: the stat cache may vouch for it next time
-            if stat_key(st) == (fs.size, fs.mtime_ns, fs.ino):
-                rows.append((fs.abs_path, fs.size, fs.mtime_ns, fs.ino, fs.sha256))
+            if (st.st_size, st.st_mtime_ns, st.st_ino) == (size, fs.mtime_ns, fs.ino):
+                rows.append((fs.abs_path, size, fs.mtime_ns, fs.ino, fs.sha256))
         return rows
 
     rows: list[Row] = []
@@ -199,8 +196,17 @@ def _chunks(files: list[FileState]) -> list[list[FileState]]:
 
 def _hash_file(path: str, size_hint: int) -> tuple[str, int]:
     """(sha256, size) of a file; a small one is read in one system call."""
+    digest, size, _st = _hash_file_stat(path, size_hint)
+    return digest, size
+
+
+def _hash_file_stat(path: str, size_hint: int) -> tuple[str, int, os.stat_result]:
+    """(sha256, size, stat) of a file, the stat taken on the open file after reading it;
+    a small file is read in one system call."""
     if size_hint > SMALL_FILE:
-        return hash_file(path)
+        with open(path, "rb", buffering=0) as f:
+            digest, size = hash_stream(f)
+            return digest, size, os.fstat(f.fileno())
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, size_hint + 1)  # one byte more: EOF is seen without a second read
@@ -209,6 +215,7 @@ def _hash_file(path: str, size_hint: int) -> tuple[str, int]:
             while more := os.read(fd, BLOCK_SIZE):
                 chunks.append(more)
             data = b"".join(chunks)
+        st = os.fstat(fd)
     finally:
         os.close(fd)
-    return hash_bytes(data), len(data)
+    return hash_bytes(data), len(data), st

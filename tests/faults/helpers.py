@@ -63,6 +63,25 @@ def listdir(path: Path) -> list[str]:
         return []
 
 
+def writing_in(proc: subprocess.Popen[str], directory: Path) -> bool:
+    """Whether ``proc`` has temporary files in ``directory``: named ones are listed there,
+    anonymous ones (O_TMPFILE) only among its open files, as ``DIR/#123 (deleted)``."""
+    if listdir(directory):
+        return True
+    prefix = os.path.realpath(directory) + "/"
+    try:
+        fds = os.listdir(f"/proc/{proc.pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{proc.pid}/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def temp_files(root: Path) -> list[str]:
     """gitquilt temporary files anywhere below ``root``."""
     found = []

@@ -32,6 +32,7 @@ from tests.faults.helpers import (
     temp_files,
     wait_until,
     write_tree,
+    writing_in,
 )
 
 N_FILES = 1000  # enough that add and checkout run for a few hundred milliseconds
@@ -65,14 +66,15 @@ def _objects_linked(cache: Path) -> bool:
     return bool(listdir(cache / "objects" / "sha256"))
 
 
-@pytest.mark.parametrize("point", ["fragments in tmp", "fragments linked"])
+@pytest.mark.parametrize("point", ["fragments in tmp", "fragments linked", "named fragments in tmp"])
 def test_kill9_during_add_then_rerun_completes(repo: Repo, point: str) -> None:
     files = many_files(N_FILES, 4096)
     write_tree(repo.root / "data", files)
     cache = cache_root(repo)
-    proc = spawn(repo, "add", "data")
-    if point == "fragments in tmp":
-        wait_until(lambda: bool(listdir(cache / "tmp")), proc, "fragments in tmp/")
+    # anonymous temporary files (O_TMPFILE) where the file system has them, else named ones
+    proc = spawn(repo, "add", "data", env={"GITQUILT_NO_TMPFILE": "1"} if point.startswith("named") else None)
+    if point.endswith("fragments in tmp"):
+        wait_until(lambda: writing_in(proc, cache / "tmp"), proc, "fragments in tmp/")
     else:
         wait_until(lambda: _objects_linked(cache), proc, "fragments linked into objects/")
     kill9(proc)
@@ -126,7 +128,7 @@ def test_sigint_during_add_exits_130_and_leaves_no_temp_files(repo: Repo) -> Non
     write_tree(repo.root / "data", files)
     cache = cache_root(repo)
     proc = spawn(repo, "add", "data")
-    wait_until(lambda: bool(listdir(cache / "tmp")), proc, "fragments in tmp/")
+    wait_until(lambda: writing_in(proc, cache / "tmp"), proc, "fragments in tmp/")
     rc, _out, err = interrupt(proc, signal.SIGINT)
     assert rc == 130, err
     assert "rerun" in err and "Traceback" not in err

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Repo
-from tests.faults.helpers import interrupt, kill9, read_tree, spawn, store_objects, wait_until, write_tree
+from tests.faults.helpers import interrupt, kill9, read_tree, spawn, store_objects, wait_until, write_tree, writing_in
 from tests.remotes.helpers import files
 
 N = 400
@@ -118,7 +118,7 @@ def test_kill9_during_fetch_then_rerun(make_repo: Callable[..., Repo], tmp_path:
     clone = Repo(dest, repo.env)
     cache = dest / ".git" / "quilt"
     proc = spawn(clone, "fetch", "-j", "2")
-    wait_until(lambda: (cache / "tmp").is_dir() and any((cache / "tmp").iterdir()), proc, "downloads in progress")
+    wait_until(lambda: writing_in(proc, cache / "tmp"), proc, "downloads in progress")
     kill9(proc)
     for digest, path in store_objects(cache).items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, "a cached fragment holds wrong bytes"

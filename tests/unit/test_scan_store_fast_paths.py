@@ -104,6 +104,7 @@ def test_fill_hashes_many_files_hashes_stores_and_remembers(repo: Repo, store_it
 
 
 def test_temp_names_skip_a_dead_writers_leftover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "USE_ANONYMOUS_TMP", False)  # named temporary files
     store = Store(tmp_path / "cache").ensure()
     monkeypatch.setattr(store_mod, "_TMP_IDS", itertools.count(0x1234))
     leftover = store.tmp / f".frag.{os.getpid()}.00001234.tmp"
