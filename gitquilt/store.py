@@ -329,7 +329,7 @@ def _anonymous_supported(tmp_dir: str) -> bool:
     flag = getattr(os, "O_TMPFILE", 0)
     if flag and os.path.isdir("/proc/self/fd"):
         with contextlib.suppress(OSError):
-            os.close(os.open(tmp_dir, os.O_WRONLY | flag | os.O_CLOEXEC, 0o644))
+            os.close(os.open(tmp_dir, os.O_RDWR | flag | os.O_CLOEXEC, 0o644))
             ok = True
     _anonymous_ok[tmp_dir] = ok
     return ok
@@ -465,7 +465,7 @@ class WriteBatch:
             raise StoreError("write batch was aborted")
         if self._anonymous or (self._anonymous is None and self._use_anonymous()):
             try:
-                return None, os.open(self._tmp_dir, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+                return None, os.open(self._tmp_dir, os.O_RDWR | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
             except OSError as exc:
                 raise _store_error(exc, f"cannot write to {self.store.tmp}") from None
         for _attempt in range(100):
