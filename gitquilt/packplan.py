@@ -201,14 +201,25 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def mismatch_error(pack_id: str, sha: str, offset: int, data: bytes | memoryview) -> IntegrityError:
+    """The error for a fragment of a pack whose bytes (at pack ``offset``) do not hash to ``sha``."""
+    actual = hashlib.sha256(data).hexdigest()
+    return IntegrityError(
+        f"pack {pack_id}: fragment {sha} at offset {offset}: expected sha256 {sha}, got {actual} after {len(data)} bytes"
+    )
+
+
 def split_range(stream: BinaryIO, pack_id: str, rng: RangeRead,
-                on_mismatch: Callable[[str, IntegrityError], None] | None = None) -> Iterator[tuple[str, bytes]]:
+                on_mismatch: Callable[[str, IntegrityError], None] | None = None,
+                verify: bool = True) -> Iterator[tuple[str, bytes]]:
     """Cut the bytes of ``rng`` (read from ``stream``, which starts at ``rng.start``) into fragments.
 
     Yields ``(sha256, bytes)`` for each part whose bytes hash to its name. A part that
     does not: IntegrityError naming the pack, fragment, expected and actual hash — or,
     with ``on_mismatch``, reported there and skipped. A stream that ends early raises
-    IntegrityError (retry the range).
+    IntegrityError (retry the range). ``verify=False`` yields every part unhashed: for a
+    caller that verifies each one itself on the way into the cache (hashing twice costs
+    a core on small files) and reports a mismatch with :func:`mismatch_error`.
     """
     pos = 0
     for sha, offset, length in rng.parts:
@@ -227,12 +238,8 @@ def split_range(stream: BinaryIO, pack_id: str, rng: RangeRead,
                 f"needs bytes {rng.start + offset}-{rng.start + offset + length}"
             )
         pos += length
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha:
-            err = IntegrityError(
-                f"pack {pack_id}: fragment {sha} at offset {rng.start + offset}: "
-                f"expected sha256 {sha}, got {actual} after {length} bytes"
-            )
+        if verify and hashlib.sha256(data).hexdigest() != sha:
+            err = mismatch_error(pack_id, sha, rng.start + offset, data)
             if on_mismatch is None:
                 raise err
             on_mismatch(sha, err)
@@ -241,7 +248,8 @@ def split_range(stream: BinaryIO, pack_id: str, rng: RangeRead,
 
 
 def split_read(stream: BinaryIO, read: PackRead,
-               on_mismatch: Callable[[str, IntegrityError], None] | None = None) -> Iterator[tuple[str, bytes]]:
+               on_mismatch: Callable[[str, IntegrityError], None] | None = None,
+               verify: bool = True) -> Iterator[tuple[str, bytes]]:
     """Every range of ``read`` out of one stream of the pack from byte 0 (one open per pack).
 
     For a directory remote or a downloaded pack file: the stream is moved to each range
@@ -257,7 +265,7 @@ def split_read(stream: BinaryIO, read: PackRead,
         elif rng.start > pos:
             _skip(stream, rng.start - pos)
         pos = rng.start
-        yield from split_range(stream, read.pack_id, rng, on_mismatch)
+        yield from split_range(stream, read.pack_id, rng, on_mismatch, verify)
         if rng.parts:
             pos = rng.start + rng.parts[-1].offset + rng.parts[-1].length
 

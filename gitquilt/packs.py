@@ -223,6 +223,11 @@ class BuiltPack:
             pass
 
 
+class PackWriteError(OSError):
+    """The pack's own file could not be written (full disk, permissions): never the
+    fault of the fragment being added, so :func:`build_packs` does not blame one."""
+
+
 class PackWriter:
     """Streams fragments into one pack in a temporary file, hashing the pack on the way.
 
@@ -234,7 +239,10 @@ class PackWriter:
 
     def __init__(self, tmp_dir: Path, verify: bool = True, buffer_size: int = MiB) -> None:
         self.path = Path(tmp_dir) / fsutil.tmp_name("pack")
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise PackWriteError(exc.errno, exc.strerror, str(self.path)) from None
         self._file = os.fdopen(fd, "wb", buffering=buffer_size)
         self._hash = hashlib.sha256()
         self._verify = verify
@@ -285,14 +293,20 @@ class PackWriter:
                 if frag is not None:
                     frag.update(chunk)
                 self._hash.update(chunk)
-                self._file.write(chunk)
+                try:
+                    self._file.write(chunk)
+                except OSError as exc:
+                    raise PackWriteError(exc.errno, exc.strerror, str(self.path)) from None
                 left -= len(chunk)
             if frag is not None:
                 expect_digest(frag.hexdigest(), sha256, size, f"fragment {sha256} (packing)")
         except BaseException:
             self._hash = saved
-            self._file.truncate(offset)  # flushes the buffer first
-            self._file.seek(offset)
+            try:
+                self._file.truncate(offset)  # flushes the buffer first
+                self._file.seek(offset)
+            except OSError as exc:
+                raise PackWriteError(exc.errno, exc.strerror, str(self.path)) from None
             raise
         self.size += size
         self._seen.add(sha256)
@@ -308,8 +322,11 @@ class PackWriter:
         if not self._offsets:
             self.abort()
             raise ValueError("a pack needs at least one fragment")
-        self._file.close()
         self._closed = True
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise PackWriteError(exc.errno, exc.strerror, str(self.path)) from None
         pack_id = self._hash.hexdigest()
         index = PackIndex(pack_id, self.size, bytes(self._digests), self._offsets, self._lengths)
         return BuiltPack(pack_id, self.path, self.size, index)
@@ -359,6 +376,8 @@ def build_packs(fragments: Iterable[tuple[str, int, Opener]], tmp_dir: Path,
             try:
                 with opener() as source:
                     writer.add(sha, size, source)
+            except PackWriteError:
+                raise
             except (QuiltError, OSError) as exc:
                 if on_error is None:
                     raise

@@ -29,6 +29,7 @@ from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.remote_packs import PackSettings, RemotePacks, forget_survey, recent_survey, survey_packs
 from gitquilt.ops.transfer_exec import (
     DOWNLOAD_MEMORY,
+    ChunkReader,
     DamagedOnRemote,
     Executor,
     RetryPolicy,
@@ -181,7 +182,13 @@ def push_tops(
         executor = Executor(n_jobs, progress, policy)
         cache = ws.cache
 
+        put_file = getattr(target, "put_file", None)  # a directory: copied in the kernel, hashed once
+
         def upload(digest: str, size: int, on_bytes: Any) -> None:
+            if put_file is not None:
+                put_file(fragment_key(digest), cache.object_file(digest), size, digest,
+                         overwrite=digest in plan.repair, on_bytes=on_bytes)
+                return
             with cache.open(digest) as f:
                 target.put(fragment_key(digest), CountingReader(f, on_bytes), size, digest,  # type: ignore[arg-type]
                            overwrite=digest in plan.repair)
@@ -431,13 +438,15 @@ def _fetch_loose(batch: WriteBatch, source: Remote, items: list[tuple[str, int]]
         return
     ranges = ThreadPoolExecutor(jobs, thread_name_prefix="gitquilt-range")
     budget = ByteBudget(DOWNLOAD_MEMORY)
+    local = source.capabilities().seekable_get  # a directory: a plain file, read into one reused buffer
     try:
         def download(digest: str, size: int, on_bytes: Any) -> None:
             key = fragment_key(digest)
             known = None if size < 0 else size
             with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
-                reader = CountingReader(body, on_bytes, network=f"{key} from {source.url}")
-                batch.put_stream(reader, digest, known, where=f"{key} from {source.url}")  # type: ignore[arg-type]
+                label = f"{key} from {source.url}"
+                reader = ChunkReader(body, on_bytes, label) if local else CountingReader(body, on_bytes, network=label)
+                batch.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
 
         Executor(jobs, progress, policy).run(items, download, fragment_key, tally)
     finally:

@@ -314,6 +314,46 @@ class RangedReader(io.RawIOBase):
         super().close()
 
 
+class ChunkReader:
+    """A download stream read through one reused buffer, reporting progress.
+
+    ``read`` returns a *view* of the buffer, valid until the next call: for consumers
+    that use each chunk before asking for the next (``WriteBatch.put_stream`` hashes and
+    writes it at once). No fresh megabyte per chunk: allocating and freeing one per read
+    costs more in page faults and unmapping than the copy itself (4 × 256 MiB from a
+    directory remote: 1.7 s of system time against 0.3 s). A failing read becomes
+    :class:`RemoteTransient` naming ``label``, as with :class:`CountingReader`.
+    """
+
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None], label: str, size: int = 1 << 20) -> None:
+        self._raw = raw
+        self._on_bytes = on_bytes
+        self._label = label
+        self._view = memoryview(bytearray(size))
+
+    def read(self, size: int = -1) -> memoryview | bytes:
+        view = self._view if size is None or size < 0 or size >= len(self._view) else self._view[:size]
+        try:
+            readinto = getattr(self._raw, "readinto", None)
+            if readinto is None:
+                data = self._raw.read(len(view))
+                view[: len(data)] = data
+                n = len(data)
+            else:
+                n = readinto(view)
+        except OSError as exc:
+            from gitquilt.errors import RemoteTransient
+
+            raise RemoteTransient(f"{self._label}: connection lost ({exc})") from None
+        if not n:
+            return b""
+        self._on_bytes(n)
+        return view[:n]
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 def open_download(remote: Remote, key: str, size: int | None, pool: ThreadPoolExecutor | None,
                   budget: ByteBudget | None) -> BinaryIO:
     """A stream of the object: parallel ranges for large objects where the backend likes them."""

@@ -20,26 +20,35 @@ is then looked for in another pack or as a loose object.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from gitquilt.digest import EMPTY_SHA256
-from gitquilt.errors import IntegrityError, QuiltError, RemoteError
+from gitquilt.errors import IntegrityError, QuiltError, RemoteError, RemotePermanent
 from gitquilt.ops.parallel import parallel_map
 from gitquilt.ops.progress import Progress
 from gitquilt.ops.remote_packs import PackSettings, index_cache
 from gitquilt.ops.transfer_exec import RANGE_PART, Executor, RetryPolicy, Tally, retryable
 from gitquilt.packcache import encode_index
-from gitquilt.packplan import PackFetchPlan, PackRead, RangeRead, plan_fetch, split_range, split_read
-from gitquilt.packs import BuiltPack, build_packs, pack_key
+from gitquilt.packplan import (
+    PackFetchPlan,
+    PackRead,
+    RangeRead,
+    mismatch_error,
+    plan_fetch,
+    split_range,
+    split_read,
+)
+from gitquilt.packs import BuiltPack, PackWriteError, build_packs, pack_key
 from gitquilt.remotes import Remote
 from gitquilt.remotes.streams import CountingReader
-from gitquilt.store import Store, WriteBatch
+from gitquilt.store import Store, StoreError, WriteBatch
 
 #: Packs built and uploaded at once (each holds a temporary file of up to the target size).
 PACK_WORKERS = 8
@@ -99,6 +108,9 @@ def upload_packs(
     orphans = orphans or {}
     lock = threading.Lock()
     indexes = index_cache(cache.root)
+    # a directory remote lets packs be built in its own tmp/ and linked into place: written once
+    staging = getattr(target, "staging_dir", None)
+    tmp_dir = staging() if staging is not None else cache.tmp
 
     def fail(digests: list[str], key: str, reason: str) -> None:
         with lock:
@@ -113,9 +125,13 @@ def upload_packs(
         fragments = ((d, s, lambda d=d: cache.open(d)) for d, s in group)
         built: list[BuiltPack] = []
         try:
-            built = list(build_packs(fragments, cache.tmp, settings.target_size, on_error=on_error))
-            for pack in built:
+            for pack in build_packs(fragments, tmp_dir, settings.target_size, on_error=on_error):
+                built.append(pack)
                 _send(pack)
+        except PackWriteError as exc:
+            if staging is None:
+                raise StoreError(f"cannot build a pack in {cache.tmp}: {_os_reason(exc)}") from None
+            raise RemotePermanent(f"{target.url}: cannot build a pack in {tmp_dir}: {_os_reason(exc)}") from None
         finally:
             for pack in built:
                 pack.remove()
@@ -149,6 +165,14 @@ def upload_packs(
     return result
 
 
+def _os_reason(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied ({exc.strerror})"
+    return exc.strerror or str(exc)
+
+
 class PackSendFailed(RemoteError):
     """A pack (or its index) could not be uploaded after retries (``__cause__``: the last error)."""
 
@@ -169,6 +193,11 @@ def send_pack(target: Remote, pack: BuiltPack, policy: RetryPolicy, progress: Pr
     """
     data = encode_index(pack.index)
     pack_done = reuse
+    # a pack built in the remote's staging directory: hashed as it was written, linked into place
+    put_staged = getattr(target, "put_staged", None)
+    staged = getattr(target, "staging_dir", None)
+    if put_staged is not None and (staged is None or pack.path.parent != staged()):
+        put_staged = None
     if reuse and progress is not None:
         progress.update(pack.size)
     retries = 0
@@ -182,8 +211,12 @@ def send_pack(target: Remote, pack: BuiltPack, policy: RetryPolicy, progress: Pr
 
         try:
             if not pack_done:
-                with pack.open() as f:
-                    target.put(pack.key, CountingReader(f, on_bytes), pack.size, pack.pack_id)  # type: ignore[arg-type]
+                if put_staged is not None:
+                    put_staged(pack.key, pack.path, pack.size, pack.pack_id)
+                    on_bytes(pack.size)
+                else:
+                    with pack.open() as f:
+                        target.put(pack.key, CountingReader(f, on_bytes), pack.size, pack.pack_id)  # type: ignore[arg-type]
                 pack_done = True  # complete before its index goes up
             target.put(pack.index_key, io.BytesIO(data), len(data), hashlib.sha256(data).hexdigest())
             return retries
@@ -244,8 +277,13 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
 
     file_done = getattr(progress, "file_done", None)
 
-    def keep(pid: str, digest: str, data: bytes) -> None:
-        batch.put_bytes(data, digest, where=f"fragment {digest} in {pack_key(pid)} {where_of}")
+    def keep(pid: str, digest: str, data: bytes, offset: Callable[[], int], bad: list[IntegrityError]) -> None:
+        """Store one fragment; ``put_bytes`` hashes it against its name (the one hash it gets)."""
+        try:
+            batch.put_bytes(data, digest, where=f"fragment {digest} in {pack_key(pid)} {where_of}")
+        except IntegrityError:
+            bad.append(mismatch_error(pid, digest, offset(), data))
+            return
         with lock:
             fresh = digest not in stored
             stored.add(digest)
@@ -270,8 +308,8 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
         try:
             with contextlib.closing(source.get(pack_key(pid), rng.start, rng.length)) as body:
                 reader = CountingReader(body, on_bytes, network=f"{pack_key(pid)} {where_of}")
-                for sha, data in split_range(reader, pid, rng, lambda _s, e: bad.append(e)):  # type: ignore[arg-type]
-                    keep(pid, sha, data)
+                for sha, data in split_range(reader, pid, rng, verify=False):  # type: ignore[arg-type]
+                    keep(pid, sha, data, lambda sha=sha: _offset_in([rng], sha), bad)
         except Exception as exc:
             note(pid, parts, exc)
             raise
@@ -285,8 +323,8 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
         try:
             with contextlib.closing(source.get(pack_key(read.pack_id))) as body:
                 stream = _CountingSeekable(body, on_bytes, f"{pack_key(read.pack_id)} {where_of}")
-                for sha, data in split_read(stream, read, lambda _s, e: bad.append(e)):  # type: ignore[arg-type]
-                    keep(read.pack_id, sha, data)
+                for sha, data in split_read(stream, read, verify=False):  # type: ignore[arg-type]
+                    keep(read.pack_id, sha, data, lambda sha=sha: _offset_in(read.ranges, sha), bad)
         except Exception as exc:
             note(read.pack_id, parts, exc)
             raise
@@ -320,6 +358,15 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
     for digest in expected - stored:
         out.failed.setdefault(digest, ("packs/", "not read"))
     return out
+
+
+def _offset_in(ranges: Iterable[RangeRead], sha: str) -> int:
+    """Where fragment ``sha`` starts in its pack (for an error message)."""
+    for rng in ranges:
+        for part in rng.parts:
+            if part.sha256 == sha:
+                return rng.start + part.offset
+    return -1
 
 
 def make_plan(needed: Mapping[str, int], indexes: Mapping[str, Any], cut: bool) -> PackFetchPlan:

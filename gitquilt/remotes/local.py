@@ -1,26 +1,44 @@
 """A directory remote: a plain directory (or a shared drive) with the cache's layout.
 
-Fragments and manifests are written through :class:`gitquilt.store.Store`, so they are
-hashed on the way, verified, made durable and linked into place: a key never holds
-bytes that do not hash to it, and two clones writing the same fragment at once are
-harmless (link-if-absent). Fragment puts are batched (one file-system sync per batch,
-as in the cache); :meth:`flush` links the batch, and the transfer engine flushes before
-it uploads any manifest, so a manifest never names a fragment that is not in place.
+Every object is written to ``tmp/``, hashed on the way, verified, made durable and
+linked into place: a key never holds bytes that do not hash to it (nor partial bytes),
+and two clones writing the same fragment at once are harmless (link-if-absent). Small
+fragments go through :class:`gitquilt.store.WriteBatch` (one file-system sync per
+batch, as in the cache; :meth:`flush` links the batch). Large ones (at least
+:data:`DIRECT_MIN`) are copied, hashed, ``fsync``-ed and linked by the worker thread
+that moves them, so their writeback overlaps the other transfers. The transfer engine
+flushes before it uploads any manifest, so a manifest never names a fragment that is
+not in place.
+
+Two fast paths the transfer engine uses when the backend offers them (wrappers such as
+the fault-injecting remote do not, and take the plain :meth:`put`):
+
+* :meth:`DirectoryRemote.put_file` uploads a local file (a cache object):
+  ``copy_file_range`` into the temporary file (no bytes through Python), then the
+  *temporary file* is hashed through ``mmap`` — what is linked is exactly what was
+  hashed, even if the source changes meanwhile. Where ``copy_file_range`` is refused
+  (another file system type, an old kernel) a read/hash/write loop over one reused
+  buffer does the same.
+* :meth:`DirectoryRemote.staging_dir` / :meth:`DirectoryRemote.put_staged`: a pack is
+  built straight into the remote's ``tmp/`` (hashed as it is written, as the cache's
+  writes are) and then ``fsync``-ed and linked into place: no second copy, no re-read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import mmap
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from gitquilt import fsutil
-from gitquilt.digest import HashingWriter, expect_digest
-from gitquilt.errors import IntegrityError, QuiltError, RemotePermanent
+from gitquilt.digest import BLOCK_SIZE, expect_digest
+from gitquilt.errors import IntegrityError, NotFound, QuiltError, RemotePermanent
 from gitquilt.remotes import (
     Capabilities,
     ObjectInfo,
@@ -35,6 +53,13 @@ from gitquilt.store import Store, StoreError, WriteBatch
 
 #: Directories of the store that are not part of the remote's key space.
 _PRIVATE = {"tmp", "quarantine"}
+#: Fragments at least this large are written, synced and linked one by one (see the module doc).
+DIRECT_MIN = 1 << 20
+#: Bytes copied and hashed per step (one mapping of the temporary file at a time: mapped
+#: page-cache pages count in the resident size, 4 × 64 MiB would show as 256 MB).
+MAP_CHUNK = 8 << 20
+#: ``copy_file_range`` errors that mean "not here": fall back to reading and writing.
+_NO_COPY_RANGE = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM, errno.ETXTBSY)
 
 
 class DirectoryRemote:
@@ -48,6 +73,7 @@ class DirectoryRemote:
         self._batch: WriteBatch | None = None
         self._lock = threading.Lock()
         self._ready = False
+        self._dirs: set[str] = set()  # directories that gained names since the last flush
 
     # -- helpers --------------------------------------------------------------------
     def _fail(self, exc: BaseException, what: str) -> RemotePermanent:
@@ -182,6 +208,10 @@ class DirectoryRemote:
         exists = self.store.has(digest)
         if exists and not overwrite:
             return False
+        if size >= DIRECT_MIN:
+            fd, tmp = self._new_tmp("frag")
+            return self._install(fd, tmp, key, digest, size, overwrite,
+                                 lambda: _copy_stream(source, fd, size), check_size=True)
         if exists:
             self.store.delete(digest)
         with self._lock:
@@ -189,6 +219,143 @@ class DirectoryRemote:
                 self._batch = self.store.batch()
             batch = self._batch
         batch.put_stream(source, digest, size, where=f"upload of {key}")
+        return True
+
+    # -- fast paths (optional: the engine looks for them with getattr) -------------------
+    def put_file(self, key: str, path: str | os.PathLike[str], size: int, sha256: str | None = None,
+                 overwrite: bool = False, on_bytes: Callable[[int], None] | None = None) -> bool:
+        """:meth:`put` of a local file (a cache object), copied in the kernel where possible.
+
+        The bytes land in a temporary file by ``copy_file_range`` (or, where that is
+        refused, a read/write loop over one reused buffer); the temporary file itself
+        is then hashed, so what gets linked is exactly what was checked against
+        ``sha256``. Same results and errors as :meth:`put`; ``on_bytes`` reports progress.
+        """
+        parsed = parse_key(check_key(key))
+        if parsed is None or parsed[0] != "fragment" or size < DIRECT_MIN:
+            with open(path, "rb") as f:
+                done = self.put(key, f, size, sha256, overwrite)
+            if on_bytes is not None:
+                on_bytes(size)
+            return done
+        self.requests.add("put")
+        self._ensure_writable()
+        digest = parsed[1]
+        if sha256 is not None and sha256 != digest:
+            raise IntegrityError(f"upload of {key}: announced sha256 {sha256} differs from the key")
+        try:
+            if self.store.has(digest) and not overwrite:
+                return False
+            try:
+                src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise NotFound(f"{path} to upload as {key} does not exist") from None
+            try:
+                fd, tmp = self._new_tmp("frag")
+                return self._install(fd, tmp, key, digest, size, overwrite,
+                                     lambda: _copy_file(src, fd, size, on_bytes), check_size=True)
+            finally:
+                os.close(src)
+        except (IntegrityError, RemotePermanent, NotFound):
+            raise
+        except (StoreError, OSError) as exc:
+            raise self._fail(exc, f"cannot store {key}") from None
+
+    def staging_dir(self) -> Path:
+        """Where the engine may build an object (a pack) for :meth:`put_staged`: the remote's ``tmp/``."""
+        self._ensure_writable()
+        return self.store.tmp
+
+    def put_staged(self, key: str, path: str | os.PathLike[str], size: int, sha256: str,
+                   overwrite: bool = False) -> bool:
+        """Link a file the caller built in :meth:`staging_dir` under ``key`` (the file stays the caller's to remove).
+
+        The caller vouches for ``sha256``: it hashed the bytes as it wrote them, which
+        is the guarantee every cache and remote write gives (hash while writing, then
+        link). The size is checked, the data made durable before the link, and the
+        directory after it. A file outside the staging directory is copied instead.
+        """
+        path = Path(path)
+        if path.parent != self.store.tmp:
+            return self.put_file(key, path, size, sha256, overwrite)
+        self.requests.add("put")
+        final = self._path(key)
+        try:
+            if final.exists() and not overwrite:
+                return False
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                actual = os.fstat(fd).st_size
+                if actual != size:
+                    raise IntegrityError(f"upload of {key}: expected {size} bytes, got {actual}")
+                if self.store.fsync != "never":
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                # a second name for the caller's file, renamed over the old object
+                spare = self.store.tmp / fsutil.tmp_name("put")
+                os.link(path, spare)
+                os.replace(spare, final)
+            else:
+                try:
+                    os.link(path, final)
+                except FileExistsError:
+                    return False
+            if self.store.fsync != "never":
+                fsutil.fsync_dir(final.parent)
+            return True
+        except (IntegrityError, RemotePermanent):
+            raise
+        except OSError as exc:
+            raise self._fail(exc, f"cannot store {key}") from None
+
+    def _new_tmp(self, what: str) -> tuple[int, str]:
+        tmp = str(self.store.tmp / fsutil.tmp_name(what))
+        return os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644), tmp
+
+    def _install(self, fd: int, tmp: str, key: str, digest: str | None, size: int, overwrite: bool,
+                 fill: Callable[[], tuple[int, str]], check_size: bool) -> bool:
+        """Fill the temporary file ``fd`` (``fill`` returns its size and sha256), check it
+        against ``digest`` and ``size``, make it durable and link it under ``key``."""
+        ok = False
+        final = self._path(key)
+        try:
+            try:
+                got, actual = fill()
+                if check_size and got != size:
+                    raise IntegrityError(f"upload of {key}: expected {size} bytes, got {got}")
+                if digest is not None:
+                    expect_digest(actual, digest, got, f"upload of {key}")
+                if self.store.fsync != "never":
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                ok = self._link(tmp, final, overwrite)
+            except FileNotFoundError:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                with self._lock:
+                    self._dirs.add(str(final.parent.parent))
+                ok = self._link(tmp, final, overwrite)
+            if ok:
+                with self._lock:
+                    self._dirs.add(str(final.parent))
+            return ok
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _link(tmp: str, final: Path, overwrite: bool) -> bool:
+        if overwrite:
+            os.replace(tmp, final)
+            return True
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return False  # another writer stored the same bytes first
         return True
 
     def _put_manifest(self, top: str, source: BinaryIO, size: int, sha256: str | None,
@@ -214,36 +381,11 @@ class DirectoryRemote:
         if final.exists() and not overwrite:
             return False
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.store.tmp / fsutil.tmp_name("put")
-        ok = False
-        try:
-            with open(tmp, "xb") as raw:
-                w = HashingWriter(raw)  # type: ignore[arg-type]
-                while w.size < size:
-                    chunk = source.read(min(1 << 20, size - w.size))
-                    if not chunk:
-                        break
-                    w.write(chunk)
-                raw.flush()
-                if self.store.fsync != "never":
-                    os.fsync(raw.fileno())
-            if w.size != size:
-                raise IntegrityError(f"upload of {key}: expected {size} bytes, got {w.size}")
-            if sha256 is not None:
-                expect_digest(w.hexdigest(), sha256, w.size, f"upload of {key}")
-            if overwrite:
-                os.replace(tmp, final)
-            else:
-                try:
-                    os.link(tmp, final)
-                except FileExistsError:
-                    return False
-            ok = True
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        fd, tmp = self._new_tmp("put")
+        ok = self._install(fd, tmp, key, sha256, size, overwrite, lambda: _copy_stream(source, fd, size),
+                           check_size=True)
         if ok and self.store.fsync != "never":
-            fsutil.fsync_dir(final.parent)
+            fsutil.fsync_dir(final.parent)  # an index goes up right after its pack: both must last
         return ok
 
     def size(self, key: str) -> int | None:
@@ -268,11 +410,16 @@ class DirectoryRemote:
     def flush(self) -> None:
         with self._lock:
             batch = self._batch
-        if batch is None:
-            return
+            dirs, self._dirs = self._dirs, set()
         try:
-            batch.commit()
+            if batch is not None:
+                batch.commit()
+            if self.store.fsync != "never":
+                for d in sorted(dirs):
+                    fsutil.fsync_dir(d)
         except StoreError as exc:
+            raise self._fail(exc, "cannot store fragments") from None
+        except OSError as exc:
             raise self._fail(exc, "cannot store fragments") from None
 
     def list_uploads(self) -> list[PendingUpload]:
@@ -289,3 +436,78 @@ class DirectoryRemote:
             batch, self._batch = self._batch, None
         if batch is not None:
             batch.abort()
+
+
+# -- copying with one hash ------------------------------------------------------------------
+def _copy_stream(source: BinaryIO, fd: int, size: int) -> tuple[int, str]:
+    """Copy up to ``size`` bytes (one more, to notice a longer source) from ``source`` into
+    ``fd`` through one reused buffer, hashing them; returns (bytes copied, sha256)."""
+    h = hashlib.sha256()
+    buf = bytearray(min(BLOCK_SIZE, size + 1))
+    view = memoryview(buf)
+    readinto = getattr(source, "readinto", None)
+    got = 0
+    while got <= size:
+        want = min(len(buf), size + 1 - got)
+        if readinto is not None:
+            n = readinto(view[:want])
+            chunk = view[:n] if n else b""
+        else:
+            chunk = source.read(want)
+        if not chunk:
+            break
+        h.update(chunk)
+        _write_all(fd, chunk)
+        got += len(chunk)
+    return got, h.hexdigest()
+
+
+def _copy_file(src: int, fd: int, size: int, on_bytes: Callable[[int], None] | None) -> tuple[int, str]:
+    """Copy the file ``src`` into ``fd`` in the kernel, then hash what landed in ``fd``.
+
+    Falls back to a read/hash/write loop where ``copy_file_range`` is refused.
+    Returns (bytes copied, sha256 of the copy).
+    """
+    copied = 0
+    try:
+        while copied <= size:
+            n = os.copy_file_range(src, fd, min(MAP_CHUNK, size + 1 - copied))
+            if n == 0:
+                break
+            copied += n
+            if on_bytes is not None:
+                on_bytes(n)
+    except OSError as exc:
+        if exc.errno not in _NO_COPY_RANGE:
+            raise
+        return _copy_fallback(src, fd, copied, size, on_bytes)
+    return copied, _hash_fd(fd, copied)
+
+
+def _copy_fallback(src: int, fd: int, copied: int, size: int,
+                   on_bytes: Callable[[int], None] | None) -> tuple[int, str]:
+    """Restart the copy in user space (copy_file_range refused after ``copied`` bytes)."""
+    os.lseek(src, 0, os.SEEK_SET)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    with os.fdopen(os.dup(src), "rb", buffering=0) as f:
+        got, digest = _copy_stream(f, fd, size)  # type: ignore[arg-type]
+    if on_bytes is not None and got > copied:
+        on_bytes(got - copied)
+    return got, digest
+
+
+def _hash_fd(fd: int, size: int) -> str:
+    """SHA-256 of the first ``size`` bytes of ``fd`` through mappings (no copy into Python)."""
+    h = hashlib.sha256()
+    for off in range(0, size, MAP_CHUNK):
+        n = min(MAP_CHUNK, size - off)
+        with mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=off) as mm:
+            h.update(mm)
+    return h.hexdigest()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
