@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,10 +110,24 @@ def read_pointer(file: Path, where: str | None = None) -> Pointer:
     """Read and parse a pointer file from disk."""
     label = where or str(file)
     try:
-        with open(file, "rb") as f:
-            data = f.read(MAX_POINTER_BYTES + 1)
+        # never through a symbolic link (it could point out of the work tree), never
+        # blocking on a FIFO
+        fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FormatError(f"{label}: no such pointer file") from None
     except IsADirectoryError:
         raise FormatError(f"{label}: is a directory, not a pointer file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FormatError(f"{label}: is a symbolic link, not a pointer file (not following it)") from None
+        raise FormatError(f"{label}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise FormatError(f"{label}: is a directory, not a pointer file")
+        if not stat.S_ISREG(mode):
+            raise FormatError(f"{label}: not a regular file, not a pointer file")
+        data = os.read(fd, MAX_POINTER_BYTES + 1)
+    finally:
+        os.close(fd)
     return parse_pointer(data, label)

@@ -211,3 +211,21 @@ def test_without_location_check_the_path_must_still_be_one_safe_segment() -> Non
     for bad in ("../x", "a/b", "..", ".git", "/etc"):
         with pytest.raises(UnsafePath):
             parse_pointer(_text(path=bad).encode(), "/tmp/XyZ123_pkg", check_location=False)
+
+
+def test_read_pointer_never_follows_a_link_or_blocks_on_a_fifo(tmp_path: Path) -> None:
+    import os
+
+    outside = tmp_path / "outside.quilt"
+    outside.write_bytes(Pointer("pkg", "a" * 64, 1, 1).to_bytes())
+    (tmp_path / "pkg.quilt").symlink_to(outside)
+    with pytest.raises(FormatError, match="symbolic link"):
+        read_pointer(tmp_path / "pkg.quilt")
+    os.mkfifo(tmp_path / "fifo.quilt")
+    with pytest.raises(FormatError, match="not a regular file"):
+        read_pointer(tmp_path / "fifo.quilt")
+    (tmp_path / "dir.quilt").mkdir()
+    with pytest.raises(FormatError, match="is a directory"):
+        read_pointer(tmp_path / "dir.quilt")
+    with pytest.raises(FormatError, match="no such pointer"):
+        read_pointer(tmp_path / "none.quilt")
