@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install -q --disable-pip-version-check 'torch==2.13.0'
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,torch]'
+	# an editable install skips data files: link the man page so `git quilt --help` finds it
+	mkdir -p $(VENV)/share/man/man1 && ln -sf $(CURDIR)/man/git-quilt.1 $(VENV)/share/man/man1/git-quilt.1
 	touch $(STAMP)
 
 test: $(STAMP)
