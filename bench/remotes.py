@@ -8,7 +8,11 @@ Data sets (fixed seed):
 For each set and target, every round runs (interleaved, so a noisy machine hits all alike):
   floor     a plain thread pool (-j threads) with no hashing: boto3 ``put_object`` of each
             whole file read into memory / ``get_object`` of each key written to a file; for the
-            directory target, ``shutil.copyfile`` of each file both ways;
+            directory target, ``shutil.copyfile`` of each file both ways (nothing made durable:
+            the copy may still sit in the page cache when it "finishes");
+  floor+fsync  (directory target only) the same copies, each followed by an ``fsync`` of the
+            file in the thread that copied it: the durability gitquilt gives (its remote and
+            cache writes survive a power cut). Both floors are shown; neither replaces the other;
   gitquilt  ``git quilt push`` of the added package to an empty remote; then ``git clone`` of
             the repository (not timed) and ``git quilt pull`` (fetch + checkout) with an empty cache;
   DVC       ``dvc push`` / fresh-clone ``dvc pull`` with the same -j (when ``dvc`` is found in
@@ -56,7 +60,7 @@ FAKE_AWS = {
 @dataclass
 class Sample:
     wall: float
-    rss_mb: float
+    rss_mb: float | None  # None without GNU time
     requests: int | None = None
 
 
@@ -74,7 +78,10 @@ class Series:
         return statistics.median(s.wall for s in self.samples) if self.samples else float("nan")
 
     def rss(self) -> str:
-        return f"{max(s.rss_mb for s in self.samples):.0f}" if self.samples else "n/a"
+        """Peak resident memory of the process tree (GNU time's %M: the largest of the
+        command and every child it waited for, e.g. git and the git-quilt it runs)."""
+        known = [s.rss_mb for s in self.samples if s.rss_mb is not None]
+        return f"{max(known):.0f}" if known else "n/a"
 
     def requests(self) -> str:
         rs = [s.requests for s in self.samples if s.requests is not None]
@@ -91,7 +98,7 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed in {cwd} ({p.returncode}):\n{p.stdout.decode()}\n{p.stderr.decode()}")
-    rss = 0.0
+    rss: float | None = None
     if use_time:
         rss = int(stats.read_text().split()[-1]) / 1024
         stats.unlink()
@@ -190,14 +197,38 @@ def child_floor_pull_s3(dest: str, endpoint: str, bucket: str, prefix: str, jobs
     print(json.dumps({"requests": len(keys) + pages}))
 
 
-def child_floor_copy(src: str, dest: str, jobs: str) -> None:
+def child_floor_copy(src: str, dest: str, jobs: str, sync: str = "0") -> None:
+    """``shutil.copyfile`` of each file; with ``sync`` "1", each copy is then fsync-ed
+    (and each directory that gained names, once), as durable as gitquilt's writes."""
     from concurrent.futures import ThreadPoolExecutor
 
     files = data_files(Path(src))
-    for d in {(Path(dest) / p.relative_to(src)).parent for p in files}:
+    dirs = {(Path(dest) / p.relative_to(src)).parent for p in files}
+    for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
+    durable = sync == "1"
+
+    def one(p: Path) -> None:
+        target = Path(dest) / p.relative_to(src)
+        shutil.copyfile(p, target)
+        if durable:
+            fd = os.open(target, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def fsync_dir(d: Path) -> None:
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     with ThreadPoolExecutor(int(jobs)) as pool:
-        list(pool.map(lambda p: shutil.copyfile(p, Path(dest) / p.relative_to(src)), files))
+        list(pool.map(one, files))
+        if durable:
+            list(pool.map(fsync_dir, sorted(dirs)))
     print(json.dumps({"requests": len(files)}))
 
 
@@ -276,10 +307,14 @@ def git_clone(src: Path, dest: Path, env: dict[str, str]) -> None:
     sh(["git", "clone", "-q", str(src), str(dest)], src.parent, env)
 
 
+def _series() -> dict[str, Series]:
+    return {"floor": Series(), "floor+fsync": Series(), "gitquilt": Series(), "dvc": Series()}
+
+
 @dataclass
 class Row:
-    push: dict[str, Series] = field(default_factory=lambda: {"floor": Series(), "gitquilt": Series(), "dvc": Series()})
-    pull: dict[str, Series] = field(default_factory=lambda: {"floor": Series(), "gitquilt": Series(), "dvc": Series()})
+    push: dict[str, Series] = field(default_factory=_series)
+    pull: dict[str, Series] = field(default_factory=_series)
     noop: Series = field(default_factory=Series)
 
 
@@ -309,6 +344,19 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
         if floor:
             s.requests = json.loads(out)["requests"]
             row.pull["floor"].samples.append(s)
+        if floor and target.kind == "dir":  # the same copies made durable, as gitquilt's are
+            subprocess.run(["sync"], check=False)  # the plain floor's dirty pages are not charged here
+            url, loc = target.new_location(work, f"floorsync{tag}")
+            cleanup.append(loc)
+            s, out = timed(child("floor-copy", str(data), loc, str(jobs), "1"), work, env)
+            s.requests = json.loads(out)["requests"]
+            row.push["floor+fsync"].samples.append(s)
+            s, out = timed(child("floor-copy", loc, str(scratch / "floor-sync"), str(jobs), "1"), work, env)
+            s.requests = json.loads(out)["requests"]
+            row.pull["floor+fsync"].samples.append(s)
+            shutil.rmtree(scratch / "floor-sync", ignore_errors=True)
+        shutil.rmtree(scratch / "floor", ignore_errors=True)
+        subprocess.run(["sync"], check=False)  # floors' writeback is not charged to gitquilt
 
         # gitquilt
         repo = setup_gitquilt(work, set_name, data, env)
@@ -363,23 +411,30 @@ def _dvc_round(set_name: str, data: Path, target: Target, work: Path, env: dict[
     row.pull["dvc"].samples.append(s)
 
 
+def _ratio(g: Series, f: Series) -> str:
+    return f"{g.median() / f.median():.2f}×" if f.samples and g.samples else "–"
+
+
 def table(results: dict[tuple[str, str], Row], has_dvc: bool) -> str:
+    """The results table. ``floor+fsync`` (directory target) is the plain copy made as
+    durable as gitquilt's writes; ``–`` where a column does not apply (moto has no such floor)."""
     lines = [
-        "| set | target | op | floor s | gitquilt s | gq / floor | DVC s | requests floor / gitquilt | peak MB floor / gitquilt / DVC |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| set | target | op | floor s | floor+fsync s | gitquilt s | gq / floor | gq / floor+fsync | DVC s "
+        "| requests floor / gitquilt | peak MB floor / floor+fsync / gitquilt / DVC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (set_name, target), row in results.items():
         for op in ("push", "pull"):
             series = getattr(row, op)
-            f, g, d = series["floor"], series["gitquilt"], series["dvc"]
-            ratio = g.median() / f.median() if f.samples and g.samples else float("nan")
+            f, fs, g, d = series["floor"], series["floor+fsync"], series["gitquilt"], series["dvc"]
+            synced = fs.cell() if fs.samples else "–"
             lines.append(
-                f"| {set_name} | {target} | {op} | {f.cell()} | {g.cell()} | {ratio:.2f}× | "
-                f"{d.cell() if has_dvc else 'not run'} | {f.requests()} / {g.requests()} | "
-                f"{f.rss()} / {g.rss()} / {d.rss() if has_dvc else 'n/a'} |"
+                f"| {set_name} | {target} | {op} | {f.cell()} | {synced} | {g.cell()} | {_ratio(g, f)} | "
+                f"{_ratio(g, fs)} | {d.cell() if has_dvc else 'not run'} | {f.requests()} / {g.requests()} | "
+                f"{f.rss()} / {fs.rss() if fs.samples else '–'} / {g.rss()} / {d.rss() if has_dvc else 'n/a'} |"
             )
-        lines.append(f"| {set_name} | {target} | no-op push | | {row.noop.cell()} | | | – / {row.noop.requests()} | "
-                     f"– / {row.noop.rss()} / |")
+        lines.append(f"| {set_name} | {target} | no-op push | | | {row.noop.cell()} | | | | – / {row.noop.requests()} | "
+                     f"– / – / {row.noop.rss()} / – |")
     return "\n".join(lines)
 
 
