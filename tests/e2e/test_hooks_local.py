@@ -101,10 +101,11 @@ def test_fast_path_imports_no_heavy_module(repo: Repo) -> None:
         assert "click" in imported  # the probe sees imports at all
         heavy = {m for m in imported if m.split(".")[0] in ("boto3", "botocore", "pyarrow", "pygit2", "torch")}
         assert heavy == set(), args
-    # and the probe notices the heavy path when a pointer did change
+    # and the probe notices the heavy path when a pointer did change (the cached manifest's
+    # canonical-text copy spares even that path pyarrow)
     p = _importtime(repo, "post-checkout", v1, new, "1")
     assert p.returncode == 0, p.stderr
-    assert "pyarrow" in p.stderr
+    assert "gitquilt.ops.checkout" in p.stderr
 
 
 def test_locally_modified_file_blocks_hydration_with_one_line(repo: Repo) -> None:
