@@ -239,6 +239,7 @@ class PackWriter:
 
     def __init__(self, tmp_dir: Path, verify: bool = True, buffer_size: int = MiB) -> None:
         self.path = Path(tmp_dir) / fsutil.tmp_name("pack")
+        self._view = memoryview(bytearray(BLOCK_SIZE))
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         except OSError as exc:
@@ -285,9 +286,17 @@ class PackWriter:
         saved = self._hash.copy()
         frag = hashlib.sha256() if self._verify else None
         left = size
+        # one buffer for every fragment: a fresh bytes object per read costs page faults
+        # (freed memory goes back to the system and comes back zeroed) — more than the copy
+        readinto = getattr(source, "readinto", None)
+        view = self._view
         try:
             while left:
-                chunk = source.read(min(BLOCK_SIZE, left))
+                if readinto is not None:
+                    n = readinto(view[: min(len(view), left)])
+                    chunk = view[:n] if n else b""
+                else:
+                    chunk = source.read(min(BLOCK_SIZE, left))
                 if not chunk:
                     raise IntegrityError(f"fragment {sha256}: expected {size} bytes, got {size - left} (packing)")
                 if frag is not None:
