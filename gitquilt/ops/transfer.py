@@ -49,6 +49,8 @@ from gitquilt.store import WriteBatch
 
 #: A manifest larger than this from a remote is refused unread (a million entries is ~60 MB).
 MAX_MANIFEST_BYTES = 1 << 30
+#: Loose fragments at least this large, fetched from a directory, are made durable one by one.
+OWN_BATCH_MIN = 16 << 20
 __all__ = [
     "DamagedOnRemote",
     "PackSettings",
@@ -446,7 +448,12 @@ def _fetch_loose(batch: WriteBatch, source: Remote, items: list[tuple[str, int]]
             with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
                 label = f"{key} from {source.url}"
                 reader = ChunkReader(body, on_bytes, label) if local else CountingReader(body, on_bytes, network=label)
-                batch.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
+                if local and size >= OWN_BATCH_MIN:
+                    # a batch of its own, committed (fsync, link) by this worker: a large file's
+                    # writeback overlaps the other downloads instead of queueing after all of them
+                    batch.store.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
+                else:
+                    batch.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
 
         Executor(jobs, progress, policy).run(items, download, fragment_key, tally)
     finally:

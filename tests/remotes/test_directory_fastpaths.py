@@ -36,9 +36,13 @@ def sha(data: bytes) -> str:
 
 @pytest.fixture
 def small_direct(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make 4 KiB fragments take the direct path, copied and hashed 8 KiB at a time."""
+    """Make 4 KiB fragments take the direct path, copied and hashed 8 KiB at a time, and
+    fetched loose fragments of 1 MiB and more get a batch of their own."""
+    from gitquilt.ops import transfer
+
     monkeypatch.setattr(local_mod, "DIRECT_MIN", 4096)
     monkeypatch.setattr(local_mod, "MAP_CHUNK", 8192)
+    monkeypatch.setattr(transfer, "OWN_BATCH_MIN", 1 << 20)
 
 
 def blob(n: int, tag: bytes = b"x") -> bytes:
