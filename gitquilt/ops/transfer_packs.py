@@ -23,6 +23,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +53,9 @@ from gitquilt.store import Store, StoreError, WriteBatch
 
 #: Packs built and uploaded at once (each holds a temporary file of up to the target size).
 PACK_WORKERS = 8
+#: The same into a directory remote, where building is all the work (hashing, copying): one
+#: per core — more only contend (10,000 small files: 8 workers 1.24 s, 2 workers 0.97 s on 2 cores).
+LOCAL_PACK_WORKERS = max(2, min(PACK_WORKERS, os.cpu_count() or 2))
 
 
 # -- push ------------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ def upload_packs(
             for _ in range(len(pack.index)):
                 file_done()
 
-    workers = max(1, min(jobs, PACK_WORKERS, len(groups)))
+    workers = max(1, min(jobs, PACK_WORKERS if staging is None else LOCAL_PACK_WORKERS, len(groups)))
     with contextlib.closing(parallel_map(one, groups, workers)) as done:
         for _ in done:
             pass
