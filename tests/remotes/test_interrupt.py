@@ -99,7 +99,7 @@ def test_kill9_during_directory_push_then_rerun(make_repo: Callable[..., Repo], 
     repo.quilt("add", "data", check=True)
     repo.git("commit", "-qm", "data")
     proc = spawn(repo, "push", "-j", "2")
-    wait_until(lambda: (remote / "tmp").is_dir() and any((remote / "tmp").iterdir()), proc, "uploads in progress")
+    wait_until(lambda: (remote / "tmp").is_dir() and writing_in(proc, remote / "tmp"), proc, "uploads in progress")
     kill9(proc)
     assert not (remote / "manifests").is_dir() or not any((remote / "manifests").iterdir())
     for digest, path in store_objects(remote).items():
