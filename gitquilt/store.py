@@ -281,6 +281,9 @@ class Store:
 _TMP_IDS = itertools.count(secrets.randbits(32))
 #: Directory fsyncs run this many at a time (each waits on the disk, not the CPU).
 FSYNC_THREADS = 8
+#: A commit that gave names in more directories than this flushes them with one
+#: ``syncfs`` instead of an ``fsync`` per directory (up to 257 of them otherwise).
+SYNCFS_DIRS = 16
 #: Write fragments as anonymous files (``O_TMPFILE``) where the file system allows it:
 #: no name is created in ``tmp/`` and none removed, threads do not contend for its
 #: lock, and a killed writer leaves nothing behind. GITQUILT_NO_TMPFILE=1 turns it off
@@ -365,28 +368,6 @@ def _pending_fd_cap() -> int:
     return _fd_cap
 
 
-_SFR_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writing dirty pages out, do not wait
-_sync_file_range = None
-_EXP_SFR = os.environ.get("GQ_EXP_SFR") == "1"
-
-
-def _start_writeback(fd: int) -> None:
-    """Start writing a temporary file's data to disk now, without waiting (Linux
-    ``sync_file_range``): the batch's one sync at commit then finds it mostly done."""
-    global _sync_file_range
-    if _sync_file_range is None:
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _sync_file_range = fn
-        except (OSError, AttributeError):
-            _sync_file_range = False
-    if _sync_file_range:
-        _sync_file_range(fd, 0, 0, _SFR_WRITE)
-
-
 def _fsync_dirs(dirs: list[str]) -> None:
     """fsync each directory; many at once, since each one mostly waits for the disk."""
     if len(dirs) <= 2:
@@ -454,6 +435,10 @@ class WriteBatch:
 
     #: Commit automatically once this many named temporary files are pending, to bound ``tmp/``.
     MAX_PENDING = 4096
+    #: Once this many files or bytes are pending, a background thread commits them while
+    #: the writers go on (its sync waits for the disk; one at a time).
+    BACKGROUND_FILES = 2048
+    BACKGROUND_BYTES = 64 << 20
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -468,6 +453,9 @@ class WriteBatch:
         #: objects/sha256/xx directories seen (None: not listed yet); a digest whose
         #: directory is absent is not stored, without a stat per fragment
         self._fanout: set[str] | None = None
+        self._pending_bytes = 0
+        self._background: threading.Thread | None = None  # the commit running behind the writers
+        self._background_error: BaseException | None = None
         store.ensure()
 
     def __enter__(self) -> "WriteBatch":
@@ -533,22 +521,47 @@ class WriteBatch:
             self._claimed.add(digest)
             return True
 
-    def _queue(self, tmp: str | int, digest: str) -> None:
+    def _queue(self, tmp: str | int, digest: str, size: int) -> None:
         """Hand a complete, claimed temporary file to the commit; it is the batch's from
         here on, whatever happens (queued, or released if the batch was aborted)."""
         with self._lock:
-            if self._aborted:  # a worker thread finishing after Ctrl-C: leave nothing behind
-                _release(tmp)
-                raise StoreError("write batch was aborted")
+            if self._aborted or self._background_error is not None:
+                _release(tmp)  # a worker thread finishing after Ctrl-C or a failure: leave nothing behind
+                raise StoreError(str(self._background_error or "write batch was aborted"))
             self._pending.append((tmp, digest))
-            full = len(self._pending) >= self._max_pending
-        if full:
+            self._pending_bytes += size
+            count = len(self._pending)
+            due = count >= self.BACKGROUND_FILES or self._pending_bytes >= self.BACKGROUND_BYTES
+            if due and self._background is None:
+                items, self._pending, self._pending_bytes = self._pending, [], 0
+                self._background = threading.Thread(
+                    target=self._commit_behind, args=(items,), name="gitquilt-commit", daemon=True
+                )
+                self._background.start()
+                return
+        if count >= self._max_pending:  # the background commit lags: commit here, bounding tmp/ and descriptors
             self.commit()
 
-    def _queue_unless_stored(self, tmp: str | int, digest: str) -> None:
+    def _commit_behind(self, items: list[tuple[str | int, str]]) -> None:
+        try:
+            self._commit_items(items)
+        except BaseException as exc:  # noqa: BLE001 - told to the writers and raised by the final commit
+            with self._lock:
+                self._background_error = exc
+        finally:
+            with self._lock:
+                self._background = None
+
+    def _wait_background(self) -> None:
+        with self._lock:
+            running = self._background
+        if running is not None:
+            running.join()
+
+    def _queue_unless_stored(self, tmp: str | int, digest: str, size: int) -> None:
         """:meth:`_queue`, or drop the file when the digest is stored or pending already."""
         if self._claim(digest):
-            self._queue(tmp, digest)
+            self._queue(tmp, digest, size)
         else:
             _release(tmp)
 
@@ -559,8 +572,6 @@ class WriteBatch:
     def _finish_tmp(self, fd: int) -> None:
         if self.store.fsync == "always":
             os.fsync(fd)
-        elif self.store.fsync == "batch" and _EXP_SFR:
-            _start_writeback(fd)
         if self.store.read_only_objects:
             os.fchmod(fd, 0o444)
 
@@ -586,7 +597,7 @@ class WriteBatch:
             if isinstance(exc, OSError):
                 raise _store_error(exc, f"cannot write fragment {digest[:12]} to {self.store.root}") from None
             raise
-        self._queue(fd if name is None else name, digest)
+        self._queue(fd if name is None else name, digest, len(data))
         return digest
 
     def put_stream(self, stream: BinaryIO, expected: str, size: int | None = None, where: str = "") -> str:
@@ -620,7 +631,7 @@ class WriteBatch:
         finally:
             if not ok:
                 _release(fd if name is None else name)
-        self._queue_unless_stored(fd if name is None else name, expected)
+        self._queue_unless_stored(fd if name is None else name, expected, w.size)
         return expected
 
     def put_file(self, path: Path | str, expected: str | None = None) -> tuple[str, int]:
@@ -680,13 +691,22 @@ class WriteBatch:
         finally:
             if not ok:
                 _release(fd if name is None else name)
-        self._queue_unless_stored(fd if name is None else name, digest)
+        self._queue_unless_stored(fd if name is None else name, digest, w.size)
         return digest, w.size
 
     def commit(self) -> None:
-        """Flush pending data, link each file under its final name, fsync the directories."""
+        """Flush pending data, link each file under its final name, fsync the directories
+        (after the background commit, if one runs, is done: all is durable on return)."""
+        self._wait_background()
         with self._lock:
-            pending, self._pending = self._pending, []
+            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            error, self._background_error = self._background_error, None
+        if error is not None:
+            self._release_all(pending)
+            raise error
+        self._commit_items(pending)
+
+    def _commit_items(self, pending: list[tuple[str | int, str]]) -> None:
         if not pending:
             return
         dirs: set[str] = set()
@@ -718,12 +738,15 @@ class WriteBatch:
                         os.unlink(tmp)
                 dirs.add(parent)
         except BaseException as exc:  # Ctrl-C included: no temp file may outlive us
-            self.abort(pending[released:])
+            self._release_all(pending[released:])
             if isinstance(exc, OSError):
                 raise _store_error(exc, f"cannot store fragments in {self.store.root}") from None
             raise
         if self.store.fsync != "never":
-            _fsync_dirs(sorted(dirs))
+            if len(dirs) > SYNCFS_DIRS:
+                fsutil.syncfs(self.store.tmp)  # the new names, all directories at once
+            else:
+                _fsync_dirs(sorted(dirs))
 
     def _made_dir(self, parent: str, dirs: set[str]) -> None:
         os.makedirs(parent, exist_ok=True)
@@ -780,11 +803,15 @@ class WriteBatch:
                 raise
             os.replace(tmp, final)  # no hard links here: rename identical bytes
 
-    def abort(self, pending: list[tuple[str | int, str]] | None = None) -> None:
-        """Drop temporary files not yet linked."""
-        if pending is None:
-            with self._lock:
-                self._aborted = True
-                pending, self._pending = self._pending, []
+    def abort(self) -> None:
+        """Drop temporary files not yet linked (a background commit finishes its own first)."""
+        with self._lock:
+            self._aborted = True
+            pending, self._pending = self._pending, []
+        self._release_all(pending)
+        self._wait_background()
+
+    @staticmethod
+    def _release_all(pending: list[tuple[str | int, str]]) -> None:
         for tmp, _digest in pending:
             _release(tmp)

@@ -287,3 +287,83 @@ def test_a_fragment_stored_by_another_writer_after_the_listing_is_kept_once(tmp_
         other.put_bytes(data)  # another process, after the listing
         b.put_bytes(data)  # written again (its directory looked absent), linked nowhere
     _check(store, [b"lists objects/ now", data])
+
+
+def test_commit_naming_many_directories_flushes_them_with_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitquilt import fsutil
+
+    calls: list[str] = []
+    real_link, real_syncfs = store_mod._link_fd, fsutil.syncfs
+    monkeypatch.setattr(store_mod, "_link_fd", lambda fd, final: (calls.append("link"), real_link(fd, final)))
+    monkeypatch.setattr(fsutil, "syncfs", lambda path: (calls.append("syncfs"), real_syncfs(path)))
+    monkeypatch.setattr(fsutil, "fsync_dir", lambda path: calls.append("fsync-dir"))
+    store = Store(tmp_path / "cache").ensure()
+    blobs = [f"spread {i}".encode() for i in range(100)]
+    _put_all(store, blobs)
+    assert len({_sha(x)[:2] for x in blobs}) > store_mod.SYNCFS_DIRS
+    first, last = calls.index("link"), len(calls) - 1 - calls[::-1].index("link")
+    assert calls[:first] == ["syncfs"]  # the data, before any name
+    assert calls[last + 1:] == ["syncfs"] and "fsync-dir" not in calls  # the names, after the last
+    _check(store, blobs)
+
+
+@pytest.mark.parametrize("anonymous", [True, False])
+def test_background_commits_keep_sync_before_names_and_finish_before_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anonymous: bool
+) -> None:
+    import threading
+
+    from gitquilt import fsutil
+
+    monkeypatch.setattr(store_mod, "USE_ANONYMOUS_TMP", anonymous)
+    monkeypatch.setattr(store_mod.WriteBatch, "BACKGROUND_FILES", 7)
+    calls: list[tuple[str, str]] = []  # (operation, thread name)
+    real_syncfs, real_fsync_file, real_link = fsutil.syncfs, fsutil.fsync_file, os.link
+
+    def note(op: str) -> None:
+        calls.append((op, threading.current_thread().name))
+
+    monkeypatch.setattr(fsutil, "syncfs", lambda p: (note("sync"), real_syncfs(p)))
+    monkeypatch.setattr(fsutil, "fsync_file", lambda p: (note("sync"), real_fsync_file(p)))
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (note("sync"), real_fsync(fd)))  # an anonymous file's own
+    # anonymous files are linked through os.link too; noted if it worked
+    monkeypatch.setattr(os, "link", lambda *a, **k: (real_link(*a, **k), note("link")))
+    store = Store(tmp_path / "cache").ensure()
+    blobs = [f"behind {i}".encode() for i in range(40)]
+    with store.batch() as b:
+        for x in blobs:
+            b.put_bytes(x)
+    assert b._background is None
+    _check(store, blobs)  # every name is in place when the batch returns
+    behind = [op for op, thread in calls if thread == "gitquilt-commit"]
+    assert behind.count("link") >= 7  # one background commit at least (the next waits for it to end)
+    for thread in {t for _op, t in calls}:
+        ops = [op for op, t in calls if t == thread]
+        if "link" in ops:  # in each thread, data is synced before the first name of each commit
+            assert ops[0] == "sync"
+    assert [op for op, _t in calls].count("link") == len(blobs)
+
+
+@needs_tmpfile
+def test_a_background_commit_failure_stops_the_writers_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_mod.WriteBatch, "BACKGROUND_FILES", 5)
+
+    def full(fd: int, final: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "_link_fd", full)
+    monkeypatch.setattr(store_mod.WriteBatch, "_link_by_copy", lambda self, *a: full(0, ""))
+    store = Store(tmp_path / "cache").ensure()
+    store_mod._proc_fd()
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(StoreError, match="no space left"), store.batch() as b:
+        for i in range(200):
+            b.put_bytes(f"doomed {i}".encode())
+            b._wait_background()
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert os.listdir(store.tmp) == [] and list(store.iter_objects()) == []
