@@ -362,8 +362,8 @@ def _pending_fd_cap() -> int:
                     soft = new
         except (OSError, ValueError):
             soft = 1024
-        # a quarter of the spare descriptors: several batches may be open at once
-        spare = want if soft == resource.RLIM_INFINITY else (soft - 256) // 4
+        # half the spare descriptors: a transfer may have two batches open (cache and remote)
+        spare = want if soft == resource.RLIM_INFINITY else (soft - 512) // 2
         _fd_cap = max(0, min(MAX_PENDING_FDS, spare))
     return _fd_cap
 

@@ -69,8 +69,18 @@ def add_package(
         meta[FILE_KIND_META] = "file"
     canonical_json(meta)
 
-    with ws.cache.batch() as batch:
-        fill_hashes(ws, scan, batch=batch, progress=progress, jobs=jobs, before_hashing=_preload_parquet)
+    recorder: threading.Thread | None = None
+    try:
+        with ws.cache.batch() as batch:
+            rows = fill_hashes(
+                ws, scan, batch=batch, progress=progress, jobs=jobs, before_hashing=_preload_parquet, record=False
+            )
+            if rows:  # into the stat cache (SQLite, the GIL released) while the batch's last commit syncs
+                recorder = threading.Thread(target=ws.statcache.record, args=(rows,), name="gitquilt-statcache")
+                recorder.start()
+    finally:
+        if recorder is not None:
+            recorder.join()
     pointer_file = ws.pointer_path(ref)
     old = _old_pointer(ws, ref)
     # unchanged files (the stat cache's fingerprint of the pinned manifest matches): keep

@@ -122,11 +122,14 @@ def fill_hashes(
     progress: Progress | None = None,
     jobs: int | None = None,
     before_hashing: Callable[[], None] | None = None,
-) -> None:
+    record: bool = True,
+) -> list[Row]:
     """Set ``sha256`` on every scanned file: from the stat cache when it vouches for the
     file, else by reading it (storing the bytes in the cache when ``batch`` is given).
 
-    ``before_hashing`` is called once, only when some file has to be read.
+    ``before_hashing`` is called once, only when some file has to be read. Returns the
+    stat cache rows of the files read, recorded unless ``record`` is False (the caller
+    records them, e.g. while the batch commits).
     """
     progress = progress or NullProgress()
     known = ws.statcache.lookup_dir(str(ws.root / scan.ref.path)) if scan.kind == "dir" else {}
@@ -135,13 +138,12 @@ def fill_hashes(
     todo: list[FileState] = []
     for fs in scan.files.values():
         hit = known.get(fs.abs_path)
-        if hit is not None and hit[:3] == (fs.size, fs.mtime_ns, fs.ino):
-            if batch is None or ws.cache.has(hit[3]):
-                fs.sha256 = hit[3]
-                continue
+        if hit is not None and hit[:3] == (fs.size, fs.mtime_ns, fs.ino) and (batch is None or ws.cache.has(hit[3])):
+            fs.sha256 = hit[3]
+            continue
         todo.append(fs)
     if not todo:
-        return
+        return []
     if before_hashing is not None:
         before_hashing()
     progress.start(sum(f.size for f in todo), "B", "hashing")
@@ -171,7 +173,9 @@ def fill_hashes(
     finally:
         done.close()  # on an error, cancels the queue and waits for running items
         progress.close()
-    ws.statcache.record(rows)
+    if record:
+        ws.statcache.record(rows)
+    return rows
 
 
 def _chunks(files: list[FileState]) -> list[list[FileState]]:

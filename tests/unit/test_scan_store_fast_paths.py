@@ -150,3 +150,22 @@ def test_directory_fsync_failure_is_a_store_error(tmp_path: Path, monkeypatch: p
     assert len(synced) == 16
     with pytest.raises(StoreError, match="durable"):
         store_mod._fsync_dirs([f"{tmp_path}/{i:02x}" for i in range(0xc0, 0xd0)] + [f"{tmp_path}/ab"])
+
+
+def test_fill_hashes_can_leave_recording_to_the_caller_and_add_records_while_committing(repo: Repo) -> None:
+    from gitquilt.ops.add import add_package
+
+    files = _tree(repo.root / "data", 30)
+    ws = Workspace.open(repo.root)
+    try:
+        ref = ws.package_ref(repo.root / "data")
+        rows = fill_hashes(ws, scan_package(ws, ref), record=False)
+        assert sorted(r[0] for r in rows) == sorted(str(repo.root / "data" / k) for k in files)
+        assert ws.statcache.lookup_dir(str(repo.root / "data")) == {}  # not recorded
+        add_package(ws, ref, stage=False)
+        known = ws.statcache.lookup_dir(str(repo.root / "data"))
+        assert {p: v[3] for p, v in known.items()} == {
+            str(repo.root / "data" / k): hashlib.sha256(d).hexdigest() for k, d in files.items()
+        }
+    finally:
+        ws.close()

@@ -169,7 +169,7 @@ def test_fd_cap_raises_the_soft_limit_towards_the_hard_one(monkeypatch: pytest.M
     monkeypatch.setattr(store_mod, "_fd_cap", None)
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (1024, 8192))
     monkeypatch.setattr(resource, "setrlimit", lambda _r, lim: set_to.append(lim))
-    assert store_mod._pending_fd_cap() == (8192 - 256) // 4
+    assert store_mod._pending_fd_cap() == (8192 - 512) // 2
     assert set_to == [(8192, 8192)]
     monkeypatch.setattr(store_mod, "_fd_cap", None)
     monkeypatch.setattr(resource, "getrlimit", lambda _r: (1024, 1024))  # cannot raise: named files
