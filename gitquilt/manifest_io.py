@@ -132,18 +132,7 @@ class _Columns:
 
 def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
     where = f"{where} {expected_top_hash[:12]}"
-    try:
-        pf = pq.ParquetFile(source)
-        kv = pf.schema_arrow.metadata or {}
-        schema = pf.schema_arrow
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise FormatError(f"{where}: not a readable Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
-    required = kv.get(REQUIRED_KEY, b"").decode("utf-8", "replace")
-    unknown = sorted(set(filter(None, required.split(","))) - KNOWN_FEATURES)
-    if unknown:
-        raise UnsupportedFormat(
-            f"{where} needs features {', '.join(unknown)} that this gitquilt lacks: upgrade gitquilt"
-        )
+    pf, kv = _open_parquet(source, SCHEMA, "manifest", where)
     if META_KEY not in kv:
         raise FormatError(f"{where}: missing package metadata '{META_KEY.decode()}'")
     try:
@@ -152,12 +141,6 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
         raise FormatError(f"{where}: package metadata is not UTF-8") from None
     check_canonical_json(meta_text, f"{where}: package metadata")
     meta: dict[str, Any] = json.loads(meta_text)
-    for field in SCHEMA:
-        if field.name not in schema.names:
-            raise FormatError(f"{where}: missing column {field.name!r}")
-        typ = schema.field(field.name).type
-        if typ != field.type and not (field.type == pa.string() and typ == pa.large_string()):
-            raise FormatError(f"{where}: column {field.name!r} has type {typ}, expected {field.type}")
 
     h = hashlib.sha256(HEADER)
     h.update(f"meta\t{meta_text}\n".encode())
@@ -178,6 +161,30 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
             f"{where}: content hashes to {top}, not to its name {expected_top_hash}: refusing it"
         )
     return Manifest(cols.keys, bytes(cols.digests), cols.sizes, cols.execs, cols.metas, meta, top_hash=top)
+
+
+def _open_parquet(source: Any, schema: pa.Schema, what: str, where: str) -> tuple[pq.ParquetFile, dict[bytes, bytes]]:
+    """Open a Parquet file of ours: readable, no feature this version lacks, ``schema``'s
+    columns with their types (large strings taken for strings). Returns it and its metadata."""
+    try:
+        pf = pq.ParquetFile(source)
+        kv = pf.schema_arrow.metadata or {}
+        found = pf.schema_arrow
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise FormatError(f"{where}: not a readable Parquet {what} ({str(exc).splitlines()[0][:120]})") from None
+    required = kv.get(REQUIRED_KEY, b"").decode("utf-8", "replace")
+    unknown = sorted(set(filter(None, required.split(","))) - KNOWN_FEATURES)
+    if unknown:
+        raise UnsupportedFormat(
+            f"{where} needs features {', '.join(unknown)} that this gitquilt lacks: upgrade gitquilt"
+        )
+    for field in schema:
+        if field.name not in found.names:
+            raise FormatError(f"{where}: missing column {field.name!r}")
+        typ = found.field(field.name).type
+        if typ != field.type and not (field.type == pa.string() and typ == pa.large_string()):
+            raise FormatError(f"{where}: column {field.name!r} has type {typ}, expected {field.type}")
+    return pf, kv
 
 
 def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where: str) -> None:
@@ -346,18 +353,7 @@ def read_pack_index_file(path: str, pack_id: str, where: str = "pack index") -> 
 def _read_pack_index(source: Any, pack_id: str, where: str) -> PackIndexColumns:
     check_digest(pack_id, "pack id")
     where = f"{where} {pack_id[:12]}"
-    try:
-        pf = pq.ParquetFile(source)
-        kv = pf.schema_arrow.metadata or {}
-        schema = pf.schema_arrow
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        raise FormatError(f"{where}: not a readable Parquet pack index ({str(exc).splitlines()[0][:120]})") from None
-    required = kv.get(REQUIRED_KEY, b"").decode("utf-8", "replace")
-    unknown = sorted(set(filter(None, required.split(","))) - KNOWN_FEATURES)
-    if unknown:
-        raise UnsupportedFormat(
-            f"{where} needs features {', '.join(unknown)} that this gitquilt lacks: upgrade gitquilt"
-        )
+    pf, kv = _open_parquet(source, PACK_INDEX_SCHEMA, "pack index", where)
     named = kv.get(PACK_ID_KEY)
     if named is None:
         raise FormatError(f"{where}: missing '{PACK_ID_KEY.decode()}' metadata")
@@ -368,12 +364,6 @@ def _read_pack_index(source: Any, pack_id: str, where: str) -> PackIndexColumns:
     if not _DECIMAL.fullmatch(size_text) or int(size_text) >= 1 << 63:
         raise FormatError(f"{where}: invalid '{PACK_SIZE_KEY.decode()}' metadata {size_text[:40]!r}")
     pack_size = int(size_text)
-    for field in PACK_INDEX_SCHEMA:
-        if field.name not in schema.names:
-            raise FormatError(f"{where}: missing column {field.name!r}")
-        typ = schema.field(field.name).type
-        if typ != field.type and not (field.type == pa.string() and typ == pa.large_string()):
-            raise FormatError(f"{where}: column {field.name!r} has type {typ}, expected {field.type}")
     try:
         table = pf.read(columns=PACK_INDEX_SCHEMA.names, use_threads=False)
         sha, offsets, lengths = (_table_column(table, f.name, f.type) for f in PACK_INDEX_SCHEMA)
