@@ -430,7 +430,10 @@ class WriteBatch:
     for durability (RELIABILITY.md §28): the file data is flushed (one ``syncfs`` for
     the batch, or ``fsync`` per file with ``fsync = "always"``) before any file is
     linked under its final name, and the directories that gained names are fsynced
-    after. Thread-safe: worker threads may put concurrently.
+    after (one ``syncfs`` when there are many). Once enough is pending, a background
+    thread commits it while the writers go on; :meth:`commit` waits for that thread, so
+    everything put is durable when the batch ends. Thread-safe: worker threads may put
+    concurrently.
     """
 
     #: Commit automatically once this many named temporary files are pending, to bound ``tmp/``.
