@@ -281,6 +281,9 @@ class Store:
 _TMP_IDS = itertools.count(secrets.randbits(32))
 #: Directory fsyncs run this many at a time (each waits on the disk, not the CPU).
 FSYNC_THREADS = 8
+#: :meth:`WriteBatch.stored` lists a fan-out directory whose size is at most this many
+#: bytes per name asked about (reading a name from a listing costs far less than a stat).
+LIST_BYTES_PER_ASKED = 1024
 #: A commit that gave names in more directories than this flushes them with one
 #: ``syncfs`` instead of an ``fsync`` per directory (up to 257 of them otherwise).
 SYNCFS_DIRS = 16
@@ -511,6 +514,26 @@ class WriteBatch:
         # a directory made since the listing (another writer) only costs a duplicate
         # write: linking it finds the name taken
         return digest[:2] in fanout and self.store.has(digest)
+
+    def stored(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the store holds now: a fan-out directory asked about many
+        of its names is listed once (a stat per name costs more), else a stat per name."""
+        by_dir: dict[str, list[str]] = {}
+        for digest in digests:
+            by_dir.setdefault(digest[:2], []).append(digest)
+        found: set[str] = set()
+        for sub, asked in by_dir.items():
+            path = f"{self._objects_dir}/{sub}"
+            try:
+                size = os.stat(path).st_size  # grows with the names in it (about 70 bytes each on ext4)
+                if size <= LIST_BYTES_PER_ASKED * len(asked):
+                    names = set(os.listdir(path))
+                    found.update(d for d in asked if d[2:] in names)
+                else:
+                    found.update(d for d in asked if os.path.exists(f"{path}/{d[2:]}"))
+            except OSError:  # no such directory: none of them
+                continue
+        return found
 
     def _claim(self, digest: str) -> bool:
         """True if this batch should write ``digest`` (absent and not already pending)."""

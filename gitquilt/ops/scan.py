@@ -136,12 +136,20 @@ def fill_hashes(
     if scan.kind == "file":
         known = {k: v for k, v in ws.statcache.lookup_dir(str((ws.root / scan.ref.path).parent)).items()}
     todo: list[FileState] = []
+    vouched: list[tuple[FileState, str]] = []
     for fs in scan.files.values():
         hit = known.get(fs.abs_path)
-        if hit is not None and hit[:3] == (fs.size, fs.mtime_ns, fs.ino) and (batch is None or ws.cache.has(hit[3])):
-            fs.sha256 = hit[3]
-            continue
-        todo.append(fs)
+        if hit is not None and hit[:3] == (fs.size, fs.mtime_ns, fs.ino):
+            vouched.append((fs, hit[3]))
+        else:
+            todo.append(fs)
+    # storing: a vouched file whose fragment left the cache is read again
+    present = batch.stored({d for _fs, d in vouched}) if batch is not None and vouched else None
+    for fs, digest in vouched:
+        if present is None or digest in present:
+            fs.sha256 = digest
+        else:
+            todo.append(fs)
     if not todo:
         return []
     if before_hashing is not None:

@@ -121,7 +121,7 @@ def test_same_bytes_from_many_threads_are_written_once(tmp_path: Path, monkeypat
     opened = []
     real = store_mod.WriteBatch._new_tmp
 
-    def counting(self: store_mod.WriteBatch) -> tuple[str, int]:
+    def counting(self: store_mod.WriteBatch) -> tuple[str | None, int]:
         opened.append(1)
         return real(self)
 
@@ -167,5 +167,32 @@ def test_fill_hashes_can_leave_recording_to_the_caller_and_add_records_while_com
         assert {p: v[3] for p, v in known.items()} == {
             str(repo.root / "data" / k): hashlib.sha256(d).hexdigest() for k, d in files.items()
         }
+    finally:
+        ws.close()
+
+
+def test_a_vouched_file_whose_fragment_left_the_cache_is_stored_again(repo: Repo) -> None:
+    files = _tree(repo.root / "data", 40)
+    ws = Workspace.open(repo.root)
+    try:
+        ref = ws.package_ref(repo.root / "data")
+        with ws.cache.batch() as batch:
+            fill_hashes(ws, scan_package(ws, ref), batch=batch)
+        gone = hashlib.sha256(files["d1/f001.bin"]).hexdigest()
+        ws.cache.object_path(gone).unlink()  # quarantined by verify, say
+        read: list[str] = []
+        with ws.cache.batch() as batch:
+            real = batch.put_file_stat
+
+            def noting(path: str | Path, size_hint: int = -1) -> tuple[str, int, os.stat_result]:
+                read.append(str(path))
+                return real(path, size_hint)
+
+            batch.put_file_stat = noting  # type: ignore[method-assign, assignment]
+            scan = scan_package(ws, ref)
+            fill_hashes(ws, scan, batch=batch)
+        assert read == [str(repo.root / "data" / "d1/f001.bin")]  # only that one was read again
+        assert ws.cache.object_path(gone).read_bytes() == files["d1/f001.bin"]
+        assert all(scan.files[k].sha256 == hashlib.sha256(d).hexdigest() for k, d in files.items())
     finally:
         ws.close()

@@ -296,8 +296,17 @@ def test_commit_naming_many_directories_flushes_them_with_one_syncfs(
 
     calls: list[str] = []
     real_link, real_syncfs = store_mod._link_fd, fsutil.syncfs
-    monkeypatch.setattr(store_mod, "_link_fd", lambda fd, final: (calls.append("link"), real_link(fd, final)))
-    monkeypatch.setattr(fsutil, "syncfs", lambda path: (calls.append("syncfs"), real_syncfs(path)))
+
+    def link(fd: int, final: str) -> None:
+        calls.append("link")
+        real_link(fd, final)
+
+    def syncfs(path: str) -> None:
+        calls.append("syncfs")
+        real_syncfs(path)
+
+    monkeypatch.setattr(store_mod, "_link_fd", link)
+    monkeypatch.setattr(fsutil, "syncfs", syncfs)
     monkeypatch.setattr(fsutil, "fsync_dir", lambda path: calls.append("fsync-dir"))
     store = Store(tmp_path / "cache").ensure()
     blobs = [f"spread {i}".encode() for i in range(100)]
@@ -325,12 +334,21 @@ def test_background_commits_keep_sync_before_names_and_finish_before_the_batch(
     def note(op: str) -> None:
         calls.append((op, threading.current_thread().name))
 
-    monkeypatch.setattr(fsutil, "syncfs", lambda p: (note("sync"), real_syncfs(p)))
-    monkeypatch.setattr(fsutil, "fsync_file", lambda p: (note("sync"), real_fsync_file(p)))
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (note("sync"), real_fsync(fd)))  # an anonymous file's own
-    # anonymous files are linked through os.link too; noted if it worked
-    monkeypatch.setattr(os, "link", lambda *a, **k: (real_link(*a, **k), note("link")))
+
+    def noting(op: str, real):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if op == "sync":
+                note(op)
+            real(*args, **kwargs)
+            if op == "link":  # noted if it worked
+                note(op)
+        return wrapper
+
+    monkeypatch.setattr(fsutil, "syncfs", noting("sync", real_syncfs))
+    monkeypatch.setattr(fsutil, "fsync_file", noting("sync", real_fsync_file))
+    monkeypatch.setattr(os, "fsync", noting("sync", real_fsync))  # an anonymous file's own
+    monkeypatch.setattr(os, "link", noting("link", real_link))  # anonymous files are linked through it too
     store = Store(tmp_path / "cache").ensure()
     blobs = [f"behind {i}".encode() for i in range(40)]
     with store.batch() as b:
@@ -367,3 +385,15 @@ def test_a_background_commit_failure_stops_the_writers_and_leaves_nothing(
             b._wait_background()
     assert len(os.listdir("/proc/self/fd")) == before
     assert os.listdir(store.tmp) == [] and list(store.iter_objects()) == []
+
+
+@pytest.mark.parametrize("list_bytes", [0, 1 << 30])  # always a stat per name / always a listing
+def test_stored_tells_which_digests_are_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, list_bytes: int) -> None:
+    monkeypatch.setattr(store_mod, "LIST_BYTES_PER_ASKED", list_bytes)
+    store = Store(tmp_path / "cache").ensure()
+    held = [store.put_bytes(f"held {i}".encode()) for i in range(60)]
+    absent = [_sha(f"absent {i}".encode()) for i in range(60)]
+    (store.objects / held[0][:2] / held[0][2:]).unlink()  # gone since
+    with store.batch() as b:
+        assert b.stored(held + absent) == set(held[1:])
+        assert b.stored([]) == set()
