@@ -511,8 +511,9 @@ class WriteBatch:
             except OSError:
                 fanout = set()
             self._fanout = fanout
-        # a directory made since the listing (another writer) only costs a duplicate
-        # write: linking it finds the name taken
+        # a directory made since the listing (by this batch, or another writer) holds
+        # nothing this batch needs to know: its own are claimed, another writer's only
+        # cost a duplicate write (linking it finds the name taken)
         return digest[:2] in fanout and self.store.has(digest)
 
     def stored(self, digests: Iterable[str]) -> set[str]:
@@ -775,10 +776,9 @@ class WriteBatch:
                 _fsync_dirs(sorted(dirs))
 
     def _made_dir(self, parent: str, dirs: set[str]) -> None:
+        # not added to self._fanout: what this batch puts there, it knows (self._claimed)
         os.makedirs(parent, exist_ok=True)
         dirs.add(self._objects_dir)
-        if self._fanout is not None:
-            self._fanout.add(parent[-2:])
 
     def _link_anonymous(self, fd: int, parent: str, final: str, dirs: set[str]) -> None:
         try:

@@ -397,3 +397,27 @@ def test_stored_tells_which_digests_are_held(tmp_path: Path, monkeypatch: pytest
     with store.batch() as b:
         assert b.stored(held + absent) == set(held[1:])
         assert b.stored([]) == set()
+
+
+def test_a_fresh_cache_costs_no_stat_per_fragment_even_after_background_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_mod.WriteBatch, "BACKGROUND_FILES", 5)
+    store = Store(tmp_path / "cache").ensure()
+    asked: list[str] = []
+    real_exists = os.path.exists
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        if os.path.dirname(os.path.dirname(path)) == str(store.objects):
+            asked.append(str(path))
+        return real_exists(path)
+
+    monkeypatch.setattr(os.path, "exists", counting)
+    blobs = [f"fresh {i}".encode() for i in range(60)]
+    with store.batch() as b:
+        for x in blobs:
+            b.put_bytes(x)
+            b._wait_background()  # its directories exist from here on
+        assert b.put_bytes(blobs[0]) == _sha(blobs[0])  # a repeat: known from the claims
+    assert asked == []
+    _check(store, blobs)
