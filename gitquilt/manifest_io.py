@@ -19,13 +19,26 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gitquilt.digest import check_digest
 from gitquilt.errors import FormatError, IntegrityError, UnsafePath, UnsupportedFormat
 from gitquilt.keys import check_key
 from gitquilt.manifest import EMPTY_META, HEADER, Manifest, canonical_json, check_canonical_json
+
+
+class _LazyCompute:
+    """``pyarrow.compute``, imported on first use: only readers need it, and its import
+    (~30 ms) would otherwise be paid by every ``add``, which only writes."""
+
+    def __getattr__(self, name: str) -> Any:
+        import pyarrow.compute
+
+        globals()["pc"] = pyarrow.compute
+        return getattr(pyarrow.compute, name)
+
+
+pc: Any = _LazyCompute()
 
 META_KEY = b"gitquilt.meta"
 REQUIRED_KEY = b"gitquilt.required"

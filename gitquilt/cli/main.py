@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning every failure into one line on stderr and an exit code."""
     global _FREEZE_AFTER_IMPORT
     _FREEZE_AFTER_IMPORT = True  # a process of its own, which exits right after the command
+    # numpy (which pyarrow imports, lazily, after this) starts an OpenBLAS thread per core
+    # that spins at exit; the CLI does no linear algebra. The process's own setting only.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = run(argv)
     gc.freeze()  # nor at exit, when finalisation would walk every object once more
     sys.exit(code)
