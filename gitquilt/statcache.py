@@ -110,6 +110,39 @@ class StatCache:
             db.execute("INSERT OR REPLACE INTO fingerprints VALUES (?, ?)", (top_hash, files_fp))
 
 
+    def prune(self, live_tops: set[str] | None = None, batch: int = 10_000) -> int:
+        """Delete rows no lookup can use any more: the file is gone or has changed since
+        (size, mtime or inode differ), and fingerprints of manifests not in ``live_tops``.
+        Returns how many file rows went. ``gc`` calls it: without it the database grows
+        with every clone, worktree and scratch directory that ever held a package."""
+        db = self._conn()
+        if db is None:
+            return 0
+        stale: list[tuple[str]] = []
+        try:
+            for path, size, mtime_ns, ino in db.execute("SELECT path, size, mtime_ns, ino FROM files"):
+                try:
+                    st = os.lstat(path)
+                except (OSError, ValueError):
+                    stale.append((path,))
+                    continue
+                if (st.st_size, st.st_mtime_ns, st.st_ino) != (size, mtime_ns, ino):
+                    stale.append((path,))
+            for i in range(0, len(stale), batch):
+                db.execute("BEGIN")
+                db.executemany("DELETE FROM files WHERE path = ?", stale[i : i + batch])
+                db.execute("COMMIT")
+            if live_tops is not None:
+                dead = [(t,) for (t,) in db.execute("SELECT top_hash FROM fingerprints") if t not in live_tops]
+                db.executemany("DELETE FROM fingerprints WHERE top_hash = ?", dead)
+            if stale:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+        except sqlite3.Error:
+            return 0
+        return len(stale)
+
+
 def stat_key(st: os.stat_result) -> tuple[int, int, int]:
     """The parts of a stat result the cache compares: (size, mtime_ns, inode)."""
     return st.st_size, st.st_mtime_ns, st.st_ino

@@ -82,5 +82,7 @@ def command(dry_run: bool, remote_name: str | None, delete: bool, grace_days: fl
         + (f", {report.recent} younger than {grace_days:g} days" if report.recent else "")
         + (f", {report.only_copies} kept as possibly the only copy" if report.only_copies else "")
     )
+    if report.statcache_pruned:
+        render.info(f"forgot {report.statcache_pruned} stat-cache entries of files that are gone or changed")
     if report.dry_run and remote_name is not None:
         render.info("this was a dry run: add --delete to delete")

@@ -56,6 +56,7 @@ class GcReport:
     packs_rewritten: int = 0  # of those, packs whose live fragments moved to new packs
     packs_written: list[str] = field(default_factory=list)  # the new packs
     kept_packs: int = 0
+    statcache_pruned: int = 0  # local gc: stat-cache rows of files gone or changed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class GcReport:
             "bytes": self.bytes, "uploads": self.uploads, "tmp_removed": self.tmp_removed,
             "warnings": self.warnings, "packs": self.packs, "packs_rewritten": self.packs_rewritten,
             "packs_written": self.packs_written, "kept_packs": self.kept_packs,
+            "statcache_pruned": self.statcache_pruned,
         }
 
 
@@ -161,6 +163,7 @@ def gc_cache(
                 cache.delete(digest)
             report.tmp_removed = cache.clean_tmp()
             _prune_empty_dirs(cache)
+            report.statcache_pruned = ws.statcache.prune(set(cache.iter_manifests()))
     return report
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -271,3 +273,21 @@ def test_gc_usage_errors(repo: Repo) -> None:
     assert repo.quilt("gc", "--delete").returncode == 2
     assert repo.quilt("gc", "--grace", "-1").returncode == 2
     _ = gc_mod
+
+
+def test_gc_forgets_stat_cache_rows_of_vanished_clones(make_repo: Callable[..., Repo], tmp_path: Path) -> None:
+    """The stat cache would otherwise grow with every clone that ever shared the cache."""
+    repo = make_repo()
+    _add(repo, "data", {f"f{i}": bytes([i]) * 10 for i in range(5)})
+    cache = repo.root / ".git" / "quilt"
+    scratch = tmp_path / "scratch"
+    write_tree(scratch, {"a": b"a", "b": b"b"})
+    ws = Workspace.open(repo.root)
+    ws.statcache.record([(str(scratch / n), 1, 1, 1, "0" * 64) for n in ("a", "b")])
+    ws.close()
+    shutil.rmtree(scratch)
+    p = repo.quilt("gc", "--json", check=True)
+    assert json.loads(p.stdout)["statcache_pruned"] == 2
+    paths = [r[0] for r in sqlite3.connect(cache / "statcache.sqlite").execute("SELECT path FROM files")]
+    assert paths and all(str(repo.root) in p for p in paths)  # the package's own rows stay
+    assert ": clean" in repo.quilt("status", check=False).stdout

@@ -96,3 +96,25 @@ def test_stat_key(tmp_path: Path) -> None:
     f.write_bytes(b"abc")
     st = os.stat(f)
     assert stat_key(st) == (3, st.st_mtime_ns, st.st_ino)
+
+
+def test_prune_forgets_gone_and_changed_files_and_dead_fingerprints(tmp_path: Path) -> None:
+    kept, changed = tmp_path / "kept", tmp_path / "changed"
+    kept.write_bytes(b"k")
+    changed.write_bytes(b"c")
+    sc = StatCache(tmp_path / "sc.sqlite")
+    rows = [(str(p), *stat_key(p.stat()), H1) for p in (kept, changed)]
+    sc.record(rows + [(str(tmp_path / "gone" / "x"), 1, OLD, 1, H2)])
+    changed.write_bytes(b"changed now")
+    sc.set_fingerprint(H1, "fp1")
+    sc.set_fingerprint(H2, "fp2")
+    assert sc.prune(live_tops={H1}) == 2
+    left = StatCache(tmp_path / "sc.sqlite")
+    assert list(left._conn().execute("SELECT path FROM files")) == [(str(kept),)]  # type: ignore[union-attr]
+    assert left.fingerprint(H1) == "fp1" and left.fingerprint(H2) is None
+    assert left.prune() == 0
+
+
+def test_prune_of_an_unusable_database_is_harmless(tmp_path: Path) -> None:
+    (tmp_path / "sc.sqlite").write_bytes(b"not a database" * 100)
+    assert StatCache(tmp_path / "sc.sqlite").prune() == 0
