@@ -419,8 +419,8 @@ def table(results: dict[tuple[str, str], Row], has_dvc: bool) -> str:
     """The results table. ``floor+fsync`` (directory target) is the plain copy made as
     durable as gitquilt's writes; ``–`` where a column does not apply (moto has no such floor)."""
     lines = [
-        "| set | target | op | floor s | floor+fsync s | gitquilt s | gq / floor | gq / floor+fsync | DVC s "
-        "| requests floor / gitquilt | peak MB floor / floor+fsync / gitquilt / DVC |",
+        ("| set | target | op | floor s | floor+fsync s | gitquilt s | gq / floor | gq / floor+fsync | DVC s "
+         "| requests floor / gitquilt | peak MB floor / floor+fsync / gitquilt / DVC |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for (set_name, target), row in results.items():

@@ -65,7 +65,7 @@ class RetryPolicy:
     cap: float = 8.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.cap, self.base * (2**attempt)) * random.uniform(0.5, 1.0)
+        return min(self.cap, self.base * (2.0**attempt)) * random.uniform(0.5, 1.0)
 
 
 class TransferFailed(RemoteError):
@@ -273,7 +273,7 @@ class RangedReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
         if not self._buf:
             if self._held:
                 self._budget.release(self._held)

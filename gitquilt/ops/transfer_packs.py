@@ -281,12 +281,12 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
 
     file_done = getattr(progress, "file_done", None)
 
-    def keep(pid: str, digest: str, data: bytes, offset: Callable[[], int], bad: list[IntegrityError]) -> None:
+    def keep(pid: str, digest: str, data: bytes, ranges: Iterable[RangeRead], bad: list[IntegrityError]) -> None:
         """Store one fragment; ``put_bytes`` hashes it against its name (the one hash it gets)."""
         try:
             batch.put_bytes(data, digest, where=f"fragment {digest} in {pack_key(pid)} {where_of}")
         except IntegrityError:
-            bad.append(mismatch_error(pid, digest, offset(), data))
+            bad.append(mismatch_error(pid, digest, _offset_in(ranges, digest), data))
             return
         with lock:
             fresh = digest not in stored
@@ -313,7 +313,7 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
             with contextlib.closing(source.get(pack_key(pid), rng.start, rng.length)) as body:
                 reader = CountingReader(body, on_bytes, network=f"{pack_key(pid)} {where_of}")
                 for sha, data in split_range(reader, pid, rng, verify=False):  # type: ignore[arg-type]
-                    keep(pid, sha, data, lambda sha=sha: _offset_in([rng], sha), bad)
+                    keep(pid, sha, data, (rng,), bad)
         except Exception as exc:
             note(pid, parts, exc)
             raise
@@ -328,7 +328,7 @@ def fetch_packed(batch: WriteBatch, source: Remote, plan: PackFetchPlan, jobs: i
             with contextlib.closing(source.get(pack_key(read.pack_id))) as body:
                 stream = _CountingSeekable(body, on_bytes, f"{pack_key(read.pack_id)} {where_of}")
                 for sha, data in split_read(stream, read, verify=False):  # type: ignore[arg-type]
-                    keep(read.pack_id, sha, data, lambda sha=sha: _offset_in(read.ranges, sha), bad)
+                    keep(read.pack_id, sha, data, read.ranges, bad)
         except Exception as exc:
             note(read.pack_id, parts, exc)
             raise

@@ -26,6 +26,7 @@ the fault-injecting remote do not, and take the plain :meth:`put`):
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import hashlib
@@ -422,7 +423,7 @@ class DirectoryRemote:
         except OSError as exc:
             raise self._fail(exc, "cannot store fragments") from None
 
-    def list_uploads(self) -> list[PendingUpload]:
+    def list_uploads(self) -> builtins.list[PendingUpload]:
         return []
 
     def abort_upload(self, upload: PendingUpload) -> None:
@@ -491,7 +492,7 @@ def _copy_fallback(src: int, fd: int, copied: int, size: int,
     os.lseek(fd, 0, os.SEEK_SET)
     os.ftruncate(fd, 0)
     with os.fdopen(os.dup(src), "rb", buffering=0) as f:
-        got, digest = _copy_stream(f, fd, size)  # type: ignore[arg-type]
+        got, digest = _copy_stream(f, fd, size)
     if on_bytes is not None and got > copied:
         on_bytes(got - copied)
     return got, digest
