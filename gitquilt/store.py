@@ -87,14 +87,29 @@ class Store:
 
     def missing(self, digests: Iterable[str]) -> list[str]:
         """The digests not present, sorted."""
+        asked = set(digests)
+        return sorted(asked - self.present(asked))
+
+    def present(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the store holds now: a fan-out directory asked about many
+        of its names is listed once (a stat per name costs more), else a stat per name."""
+        by_dir: dict[str, list[str]] = {}
+        for digest in digests:
+            by_dir.setdefault(digest[:2], []).append(digest)
         base = str(self.objects)
-        absent = []
-        for d in set(digests):
+        found: set[str] = set()
+        for sub, asked in by_dir.items():
+            path = f"{base}/{sub}"
             try:
-                os.stat(f"{base}/{d[:2]}/{d[2:]}")
-            except (OSError, ValueError):
-                absent.append(d)
-        return sorted(absent)
+                size = os.stat(path).st_size  # grows with the names in it (about 70 bytes each on ext4)
+                if size <= LIST_BYTES_PER_ASKED * len(asked):
+                    names = set(os.listdir(path))
+                    found.update(d for d in asked if d[2:] in names)
+                else:
+                    found.update(d for d in asked if os.path.exists(f"{path}/{d[2:]}"))
+            except (OSError, ValueError):  # no such directory: none of them
+                continue
+        return found
 
     def open(self, digest: str) -> BinaryIO:
         try:
@@ -281,7 +296,7 @@ class Store:
 _TMP_IDS = itertools.count(secrets.randbits(32))
 #: Directory fsyncs run this many at a time (each waits on the disk, not the CPU).
 FSYNC_THREADS = 8
-#: :meth:`WriteBatch.stored` lists a fan-out directory whose size is at most this many
+#: :meth:`Store.present` lists a fan-out directory whose size is at most this many
 #: bytes per name asked about (reading a name from a listing costs far less than a stat).
 LIST_BYTES_PER_ASKED = 1024
 #: A commit that gave names in more directories than this flushes them with one
@@ -517,24 +532,8 @@ class WriteBatch:
         return digest[:2] in fanout and self.store.has(digest)
 
     def stored(self, digests: Iterable[str]) -> set[str]:
-        """Those of ``digests`` the store holds now: a fan-out directory asked about many
-        of its names is listed once (a stat per name costs more), else a stat per name."""
-        by_dir: dict[str, list[str]] = {}
-        for digest in digests:
-            by_dir.setdefault(digest[:2], []).append(digest)
-        found: set[str] = set()
-        for sub, asked in by_dir.items():
-            path = f"{self._objects_dir}/{sub}"
-            try:
-                size = os.stat(path).st_size  # grows with the names in it (about 70 bytes each on ext4)
-                if size <= LIST_BYTES_PER_ASKED * len(asked):
-                    names = set(os.listdir(path))
-                    found.update(d for d in asked if d[2:] in names)
-                else:
-                    found.update(d for d in asked if os.path.exists(f"{path}/{d[2:]}"))
-            except OSError:  # no such directory: none of them
-                continue
-        return found
+        """Those of ``digests`` the store holds now (:meth:`Store.present`)."""
+        return self.store.present(digests)
 
     def _claim(self, digest: str) -> bool:
         """True if this batch should write ``digest`` (absent and not already pending)."""

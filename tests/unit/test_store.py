@@ -309,3 +309,15 @@ def test_unwritable_store_is_store_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(StoreError, match="cannot create store"):
         Store(tmp_path / "file" / "cache").ensure()
+
+
+def test_missing_lists_or_stats_alike(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = [store.put_bytes(bytes([i])) for i in range(40)]
+    absent = [hash_bytes(b"absent %d" % i) for i in range(40)]
+    expected = sorted(set(absent))
+    assert store.missing(held + absent) == expected
+    from gitquilt import store as store_mod
+
+    monkeypatch.setattr(store_mod, "LIST_BYTES_PER_ASKED", 0)  # a stat per name instead of listings
+    assert store.missing(held + absent) == expected
+    assert store.present(held + absent) == set(held)
