@@ -215,11 +215,12 @@ def _hash_file(path: str, size_hint: int) -> tuple[str, int]:
 def _hash_file_stat(path: str, size_hint: int) -> tuple[str, int, os.stat_result]:
     """(sha256, size, stat) of a file, the stat taken on the open file after reading it;
     a small file is read in one system call."""
+    # never through a symlink swapped in since the scan, never blocking on a FIFO
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     if size_hint > SMALL_FILE:
-        with open(path, "rb", buffering=0) as f:
+        with os.fdopen(fd, "rb", buffering=0) as f:
             digest, size = hash_stream(f)
             return digest, size, os.fstat(f.fileno())
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         data = os.read(fd, size_hint + 1)  # one byte more: EOF is seen without a second read
         if len(data) != size_hint:  # changed since the scan (or a short read): read to the end

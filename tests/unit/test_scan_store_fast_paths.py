@@ -196,3 +196,21 @@ def test_a_vouched_file_whose_fragment_left_the_cache_is_stored_again(repo: Repo
         assert all(scan.files[k].sha256 == hashlib.sha256(d).hexdigest() for k, d in files.items())
     finally:
         ws.close()
+
+
+def test_reads_never_follow_a_symlink_swapped_in_after_the_scan(tmp_path: Path) -> None:
+    from gitquilt.ops.scan import _hash_file_stat
+    from gitquilt.store import Store, StoreError
+
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"outside the package" * 10_000)
+    link = tmp_path / "pkg-file"
+    link.symlink_to(secret)
+    for hint in (10, 1 << 30):  # the small-file and the streaming path
+        with pytest.raises(OSError) as exc:
+            _hash_file_stat(str(link), hint)
+        assert exc.value.errno == errno.ELOOP
+    store = Store(tmp_path / "cache").ensure()
+    with store.batch() as batch, pytest.raises(StoreError, match="cannot store"):
+        batch.put_file_stat(str(link), 10)
+    assert list(store.iter_objects()) == []
