@@ -181,12 +181,19 @@ class Store:
 
     def check_manifest_text(self, top_hash: str) -> None:
         """Drop the canonical-text copy of a manifest unless it decodes to ``top_hash``."""
+        self._read_manifest_text(top_hash)
+
+    def _read_manifest_text(self, top_hash: str) -> "Manifest | None":
+        """The manifest from its canonical-text copy, or None when there is no usable copy
+        (a damaged or foreign one is dropped: the Parquet file decides)."""
         try:
             text = self.manifest_text_path(top_hash).read_bytes()
         except OSError:
-            return
-        if try_parse_canonical_text(text, top_hash) is None:
+            return None
+        manifest = try_parse_canonical_text(text, top_hash)
+        if manifest is None:
             self.drop_manifest_text(top_hash)
+        return manifest
 
     def _write_manifest_text(self, manifest: "Manifest") -> None:
         """Best effort: a missing or broken text copy only costs the Parquet read next time."""
@@ -235,15 +242,10 @@ class Store:
         path = self.manifest_path(top_hash)
         if not path.exists():
             raise NotFound(f"manifest {top_hash} is not in the store at {self.root}")
-        text = None
         if not parquet_only:
-            with contextlib.suppress(OSError):
-                text = self.manifest_text_path(top_hash).read_bytes()
-        if text is not None:
-            manifest = try_parse_canonical_text(text, top_hash)
-            if manifest is not None:
-                return manifest
-            self.drop_manifest_text(top_hash)  # damaged or foreign: the Parquet file decides
+            from_text = self._read_manifest_text(top_hash)
+            if from_text is not None:
+                return from_text
         from gitquilt.manifest_io import read_manifest_file
 
         manifest = read_manifest_file(str(path), top_hash, where=f"manifest in {self.root}")
