@@ -102,17 +102,26 @@ def scan_fingerprint(scan: Scan) -> str:
     )
 
 
-def _check_parents(root: Path, ref: PackageRef) -> None:
-    """Refuse a package whose parent directories include a symlink (it could lead outside)."""
+def symlinked_parent(root: Path, ref: PackageRef) -> str | None:
+    """The first of ``ref``'s parent directories (relative, POSIX) that is a symbolic link
+    (it could lead out of the work tree), or None; a missing parent ends the walk."""
     cur = root
     for part in ref.parent.split("/") if ref.parent else []:
         cur = cur / part
         try:
             st = os.lstat(cur)
         except FileNotFoundError:
-            return
+            return None
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePath(f"{ref.path}: parent directory {cur.relative_to(root)} is a symbolic link; refusing it")
+            return cur.relative_to(root).as_posix()
+    return None
+
+
+def _check_parents(root: Path, ref: PackageRef) -> None:
+    """Refuse a package whose parent directories include a symlink (it could lead outside)."""
+    link = symlinked_parent(root, ref)
+    if link is not None:
+        raise UnsafePath(f"{ref.path}: parent directory {link} is a symbolic link; refusing it")
 
 
 def fill_hashes(

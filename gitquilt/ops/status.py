@@ -10,7 +10,7 @@ from pathlib import Path
 from gitquilt.errors import NotFound, QuiltError
 from gitquilt.manifest import Entry, Manifest
 from gitquilt.ops.add import FILE_KIND_META
-from gitquilt.ops.scan import Scan, fill_hashes, scan_fingerprint, scan_package
+from gitquilt.ops.scan import Scan, fill_hashes, scan_fingerprint, scan_package, symlinked_parent
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.pointer import SUFFIX, Pointer
 
@@ -173,15 +173,12 @@ def _kind_in_doubt(scan: Scan, pointer: Pointer) -> bool:
 def _symlink_in_the_way(root: Path, ref: PackageRef) -> str | None:
     """Why ``ref``'s pointer cannot be read safely: a parent directory or the pointer
     itself is a symbolic link, which could lead out of the work tree. None if neither."""
-    cur = root
-    for part in ref.parent.split("/") if ref.parent else []:
-        cur = cur / part
-        try:
-            st = os.lstat(cur)
-        except OSError:
-            return None  # missing: there is no pointer to read either
-        if stat.S_ISLNK(st.st_mode):
-            return f"{ref.path}: parent directory {cur.relative_to(root).as_posix()} is a symbolic link; refusing it"
+    try:
+        link = symlinked_parent(root, ref)
+    except OSError:
+        return None  # unreadable: there is no pointer to read either
+    if link is not None:
+        return f"{ref.path}: parent directory {link} is a symbolic link; refusing it"
     try:
         st = os.lstat(root / ref.pointer)
     except OSError:
