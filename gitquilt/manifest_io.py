@@ -123,12 +123,15 @@ def read_manifest_bytes(data: bytes, expected_top_hash: str, where: str = "manif
 
 def read_manifest_file(path: str, expected_top_hash: str, where: str = "manifest") -> Manifest:
     """Like :func:`read_manifest_bytes`, memory-mapping the file at ``path``."""
-    try:
-        source = pa.memory_map(path, "r")
-    except (OSError, pa.ArrowException) as exc:
-        raise FormatError(f"{where} {expected_top_hash[:12]}: cannot open {path}: {exc}") from None
-    with source:
+    with _memory_map(path, f"{where} {expected_top_hash[:12]}") as source:
         return _read(source, expected_top_hash, where)
+
+
+def _memory_map(path: str, where: str) -> pa.MemoryMappedFile:
+    try:
+        return pa.memory_map(path, "r")
+    except (OSError, pa.ArrowException) as exc:
+        raise FormatError(f"{where}: cannot open {path}: {exc}") from None
 
 
 class _Columns:
@@ -355,11 +358,7 @@ def read_pack_index_bytes(data: bytes, pack_id: str, where: str = "pack index") 
 def read_pack_index_file(path: str, pack_id: str, where: str = "pack index") -> PackIndexColumns:
     """Like :func:`read_pack_index_bytes`, memory-mapping the file at ``path``."""
     check_digest(pack_id, "pack id")
-    try:
-        source = pa.memory_map(path, "r")
-    except (OSError, pa.ArrowException) as exc:
-        raise FormatError(f"{where} {pack_id[:12]}: cannot open {path}: {exc}") from None
-    with source:
+    with _memory_map(path, f"{where} {pack_id[:12]}") as source:
         return _read_pack_index(source, pack_id, where)
 
 
