@@ -274,13 +274,26 @@ class Store:
 
     # -- housekeeping -----------------------------------------------------------------
     def clean_tmp(self, max_age: float = STALE_TMP_SECONDS) -> int:
-        """Remove temporary files left by dead writers (kill -9). Returns how many."""
+        """Remove temporary files left by dead writers (kill -9). Returns how many.
+
+        Besides ``tmp/``, the directories whose files are written by a temporary file
+        renamed into place beside them (``manifests/``, and ``packs/`` where the cache
+        keeps copies of pack indexes) are swept for names of that temporary shape."""
+        return (self._sweep(self.tmp, max_age, any_name=True)
+                + self._sweep(self.manifests, max_age) + self._sweep(self.root / "packs", max_age))
+
+    @staticmethod
+    def _sweep(directory: Path, max_age: float, any_name: bool = False) -> int:
         removed = 0
-        if not self.tmp.is_dir():
-            return 0
         now = time.time()
-        for entry in os.scandir(self.tmp):
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            return 0
+        for entry in entries:
             pid = fsutil.tmp_owner_pid(entry.name)
+            if pid is None and not any_name:
+                continue
             try:
                 age = now - entry.stat(follow_symlinks=False).st_mtime
             except FileNotFoundError:

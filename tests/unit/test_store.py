@@ -210,6 +210,30 @@ def test_clean_tmp_removes_dead_writers_only(store: Store) -> None:
     assert _tmp_files(store) == [live_name]
 
 
+def test_clean_tmp_sweeps_renamed_into_place_directories(store: Store) -> None:
+    """A writer killed while renaming a manifest (or a cached pack index) into place
+    leaves its temporary file beside the final names, not in tmp/."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    packs = store.root / "packs"
+    packs.mkdir()
+    left = []
+    for d, final in ((store.manifests, "a" * 64 + ".parquet"), (packs, "b" * 64 + ".idx")):
+        dead_name = fsutil.tmp_name(final).replace(f".{os.getpid()}.", f".{dead.pid}.")
+        (d / dead_name).write_bytes(b"half")
+        live_name = fsutil.tmp_name(final)
+        (d / live_name).write_bytes(b"in progress")
+        (d / final).write_bytes(b"final")
+        (d / "notes.old.tmp").write_bytes(b"not ours")  # not our temporary shape: never touched
+        old = d / "notes.old.tmp"
+        past = time.time() - 7200
+        os.utime(old, (past, past))
+        left.append((d, sorted([live_name, final, "notes.old.tmp"])))
+    assert store.clean_tmp(max_age=3600) == 2
+    for d, names in left:
+        assert sorted(os.listdir(d)) == names
+
+
 def test_read_only_objects(tmp_path: Path) -> None:
     store = Store(tmp_path / "ro", read_only_objects=True).ensure()
     d = store.put_bytes(b"x")
