@@ -24,8 +24,8 @@ print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
 """
 
 
-def _loaded(code: str, cwd: Path = ROOT) -> list[str]:
-    p = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=HEAVY)], cwd=cwd, env=quilt_env(),
+def _loaded(code: str, cwd: Path = ROOT, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    p = subprocess.run([sys.executable, "-c", _PROBE.format(code=code, heavy=heavy)], cwd=cwd, env=quilt_env(),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     loaded: list[str] = json.loads(p.stdout.strip().splitlines()[-1])
@@ -53,3 +53,21 @@ def test_post_checkout_hook_without_pointer_changes_loads_nothing_heavy(repo: Re
     repo.git("commit", "-qm", "code only")
     code = "from gitquilt.cli.main import run\nrc = run(['hook', 'post-checkout', 'HEAD', 'HEAD', '1'])\nassert rc == 0, rc"
     assert _loaded(code, cwd=repo.root) == []
+
+
+def test_add_and_checkout_in_the_work_tree_do_not_import_pygit2(repo: Repo) -> None:
+    """Discovery, ``quilt.*`` config, the index listing and staging go through the git
+    executable; pygit2 (≈ 40 ms) is loaded only for trees and history."""
+    repo.write("data/a.txt", "alpha\n")
+    add = "from gitquilt.cli.main import run\nassert run(['add', 'data']) == 0"
+    assert _loaded(add, cwd=repo.root, heavy=("pygit2",)) == []
+    staged = repo.git("diff", "--cached", "--name-only").stdout.split()
+    assert {".gitignore", "data.quilt"} <= set(staged)
+    repo.git("commit", "-qm", "data")
+    (repo.root / "data" / "a.txt").unlink()
+    checkout = "from gitquilt.cli.main import run\nassert run(['checkout', 'data']) == 0"
+    assert _loaded(checkout, cwd=repo.root, heavy=("pygit2",)) == []
+    assert repo.read("data/a.txt") == b"alpha\n"
+    assert _loaded(checkout.replace("'data']", "'data', '--rev', 'HEAD']"), cwd=repo.root, heavy=("pygit2",)) == [
+        "pygit2"
+    ], "the probe sees pygit2 when a revision's tree is read"
