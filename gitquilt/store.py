@@ -206,13 +206,16 @@ class Store:
     def has_manifest(self, top_hash: str) -> bool:
         return os.path.exists(self.manifest_path(top_hash))
 
-    def put_manifest(self, manifest: "Manifest") -> str:
-        """Write a manifest (Parquet) under its top hash; returns the top hash."""
-        from gitquilt.manifest_io import manifest_to_bytes
-
+    def put_manifest(self, manifest: "Manifest", encoded: bytes | None = None) -> str:
+        """Write a manifest (Parquet) under its top hash; returns the top hash.
+        ``encoded``: its Parquet bytes from ``manifest_io.manifest_to_bytes``, if made already."""
         top = manifest.top_hash
         if not self.has_manifest(top):
-            self.put_manifest_bytes(manifest_to_bytes(manifest), top, verified=True)
+            if encoded is None:
+                from gitquilt.manifest_io import manifest_to_bytes
+
+                encoded = manifest_to_bytes(manifest)
+            self.put_manifest_bytes(encoded, top, verified=True)
             self._write_manifest_text(manifest)
         return top
 

@@ -70,6 +70,7 @@ def add_package(
     canonical_json(meta)
 
     recorder: threading.Thread | None = None
+    builder: _ManifestBuilder | None = None
     try:
         with ws.cache.batch() as batch:
             rows = fill_hashes(
@@ -78,14 +79,20 @@ def add_package(
             if rows:  # into the stat cache (SQLite, the GIL released) while the batch's last commit syncs
                 recorder = threading.Thread(target=ws.statcache.record, args=(rows,), name="gitquilt-statcache")
                 recorder.start()
+                # files were read, so a new manifest is likely: build and encode it while
+                # the last commit syncs (it is written only after, when every fragment is durable)
+                builder = _ManifestBuilder(scan, meta)
+                builder.start()
     finally:
         if recorder is not None:
             recorder.join()
+        if builder is not None:
+            builder.join()
     pointer_file = ws.pointer_path(ref)
     old = _old_pointer(ws, ref)
     # unchanged files (the stat cache's fingerprint of the pinned manifest matches): keep
     # the pointer as it is, without building, encoding or even importing a manifest
-    fingerprint = scan_fingerprint(scan)
+    fingerprint = builder.fingerprint if builder is not None else scan_fingerprint(scan)
     unchanged = (
         old is not None
         and message is None
@@ -99,12 +106,8 @@ def add_package(
         pointer = old
         files, total = len(scan.files), sum(f.size for f in scan.files.values())
     else:
-        entries = [Entry(f.key, f.sha256 or "", f.size, f.executable) for f in scan.files.values()]
-        try:
-            manifest = Manifest.from_entries(entries, meta)
-        except (UnsafePath, FormatError) as exc:
-            raise UsageError(f"{ref.path}: {exc}") from None
-        top = ws.cache.put_manifest(manifest)
+        manifest, encoded = builder.result() if builder is not None else (_build_manifest(scan, meta), None)
+        top = ws.cache.put_manifest(manifest, encoded=encoded)
         ws.statcache.set_fingerprint(top, fingerprint)
         pointer = Pointer(path=ref.name, top_hash=top, files=len(manifest), bytes=manifest.total_size)
         files, total = len(manifest), manifest.total_size
@@ -125,6 +128,47 @@ def add_package(
             staged.append(_gitignore_rel(ref))
         ws.git.stage(staged)
     return AddResult(ref, pointer, changed, staged, files, total)
+
+
+def _build_manifest(scan: Scan, meta: dict[str, Any]) -> Manifest:
+    entries = [Entry(f.key, f.sha256 or "", f.size, f.executable) for f in scan.files.values()]
+    try:
+        return Manifest.from_entries(entries, meta)
+    except (UnsafePath, FormatError) as exc:
+        raise UsageError(f"{scan.ref.path}: {exc}") from None
+
+
+class _ManifestBuilder(threading.Thread):
+    """Builds the package's manifest, its Parquet encoding and the files' fingerprint
+    in a thread (pure computation: nothing is written)."""
+
+    def __init__(self, scan: Scan, meta: dict[str, Any]) -> None:
+        super().__init__(name="gitquilt-manifest", daemon=True)
+        self.scan = scan
+        self.meta = meta
+        self.fingerprint = ""
+        self._manifest: Manifest | None = None
+        self._encoded: bytes | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.fingerprint = scan_fingerprint(self.scan)
+            self._manifest = _build_manifest(self.scan, self.meta)
+            try:
+                from gitquilt.manifest_io import manifest_to_bytes
+            except ImportError:  # no pyarrow: the store says so when it writes
+                return
+            self._encoded = manifest_to_bytes(self._manifest)
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> tuple[Manifest, bytes | None]:
+        """(manifest, Parquet bytes or None); re-raises what building raised."""
+        if self._error is not None:
+            raise self._error
+        assert self._manifest is not None
+        return self._manifest, self._encoded
 
 
 def _same_kind(ws: Workspace, old: Pointer, scan: Scan) -> bool:

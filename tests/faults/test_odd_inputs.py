@@ -71,3 +71,20 @@ def test_very_long_names_and_paths(repo: Repo) -> None:
         f"{deep}/{'z' * 250}": b"deep and long",
     }
     _roundtrip(repo, "long", files)
+
+
+def test_a_file_name_no_manifest_may_hold_is_refused_after_hashing(repo: Repo) -> None:
+    """The manifest is built while the last fragments are committed; a name the manifest
+    refuses (a backslash, a control character) is still one line, exit 2, and nothing
+    names the package: no pointer, no manifest, nothing staged."""
+    write_tree(repo.root / "data", {"ok.txt": b"fine\n", "a\\b": b"x", "sub/c\td": b"y"})
+    r = repo.quilt("add", "data")
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data: invalid logical key"), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (repo.root / "data.quilt").exists()
+    assert not list((cache_root(repo) / "manifests").glob("*.parquet"))
+    staged = repo.git("diff", "--cached", "--name-only").stdout.split()
+    assert "data.quilt" not in staged and ".gitignore" not in staged
+    assert read_tree(repo.root / "data") == {"ok.txt": b"fine\n", "a\\b": b"x", "sub/c\td": b"y"}
