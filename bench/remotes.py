@@ -22,8 +22,12 @@ the floor makes one per file, plus listing pages on pull) and peak resident memo
 time's %M) of each process; plus a no-op push (requests, seconds).
 
 moto runs in its own process (python -c ThreadedMotoServer on 127.0.0.1, port 0), so its
-memory and CPU are not charged to the contenders; every bucket and directory is emptied
-after its round (not timed), so that moto's memory stays bounded.
+memory and CPU are not charged to the contenders; every bucket is emptied after its round
+(not timed), so that moto's memory stays bounded. Local directories holding many files
+(the small and tiny sets' floor copies, clones, caches and directory remotes) are removed
+only after the last round: on ext4 without a journal, creating files right after a mass
+deletion is several times slower for a while, and the floor's copy used to be deleted
+just before gitquilt's pull ran. The big set's few files are removed after each round.
 
     python bench/remotes.py [--runs 3] [--big-runs 3] [--tiny-runs 1] [--sets small,tiny,big] [--targets moto,dir]
                             [--jobs 32] [--dvc-venv /tmp/venv-dvc] [--no-dvc] [--work DIR] [--json FILE]
@@ -318,6 +322,18 @@ class Row:
     noop: Series = field(default_factory=Series)
 
 
+#: Local directories of many files, removed after the last round (see the module docstring).
+DEFERRED: list[Path] = []
+
+
+def _remove_later(set_name: str, path: Path | str) -> None:
+    """Remove ``path`` now if it holds the big set's few files, else after the last round."""
+    if set_name == "big":
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        DEFERRED.append(Path(path))
+
+
 def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[str, str], jobs: int,
               row: Row, dvc: str | None, rnd: int, floor: bool = True) -> None:
     tag = f"{set_name}{rnd}"
@@ -354,8 +370,8 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
             s, out = timed(child("floor-copy", loc, str(scratch / "floor-sync"), str(jobs), "1"), work, env)
             s.requests = json.loads(out)["requests"]
             row.pull["floor+fsync"].samples.append(s)
-            shutil.rmtree(scratch / "floor-sync", ignore_errors=True)
-        shutil.rmtree(scratch / "floor", ignore_errors=True)
+            _remove_later(set_name, scratch / "floor-sync")
+        _remove_later(set_name, scratch / "floor")
         subprocess.run(["sync"], check=False)  # floors' writeback is not charged to gitquilt
 
         # gitquilt
@@ -386,8 +402,11 @@ def run_round(set_name: str, data: Path, target: Target, work: Path, env: dict[s
                 print(f"DVC failed this round: {str(exc)[-300:]}", file=sys.stderr, flush=True)
     finally:
         for loc in cleanup:
-            target.drop(loc)
-        shutil.rmtree(scratch, ignore_errors=True)
+            if target.kind == "moto":
+                target.drop(loc)
+            else:
+                _remove_later(set_name, loc)
+        _remove_later(set_name, scratch)
         subprocess.run(["sync"], check=False)
 
 
@@ -524,6 +543,8 @@ def main() -> None:
             assert moto.stdin is not None
             moto.stdin.close()
             moto.wait(timeout=30)
+        for path in DEFERRED:
+            shutil.rmtree(path, ignore_errors=True)
     print(f"\nmedian [min–max] seconds of {args.runs} (small) / {args.tiny_runs} (tiny) / {args.big_runs} (big) "
           f"rounds, -j {args.jobs}, "
           f"{os.cpu_count()} CPUs; DVC: {dvc or 'not found'}\n")
