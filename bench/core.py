@@ -18,9 +18,11 @@ machine hits both sides alike:
       validation) vs ``pyarrow.parquet.read_table`` of the same file: time and the peak
       memory the load adds to the process.
 
-Runs never delete files between timed commands (on ext4 without a journal, creating
-files right after a mass deletion is slow, which would punish whoever runs next); all
-work directories are made up front and removed at the end.
+Every timed command starts after a ``sync`` (not timed), so that no contender's
+writeback is charged to the next. Runs never delete files between timed commands
+(on ext4 without a journal, creating files right after a mass deletion is slow, which
+would punish whoever runs next); all work directories are made up front and removed at
+the end.
 
     python bench/core.py [--runs N] [--work DIR] [--only abcde] [--keep] [--json FILE]
 
@@ -97,7 +99,13 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     Python process would inherit its memory high-water mark across ``exec``, while
     GNU time's child is forked from a tiny process. Without it: CPU from this process's
     children totals, and no memory figure.
+
+    Every command starts with nothing dirty in the page cache (``sync``, not timed):
+    otherwise the writeback of what the previous contender wrote (DVC does not fsync)
+    runs during this one, on the same two cores, and a command that makes its own
+    writes durable (gitquilt's ``syncfs``) would wait for the other's data too.
     """
+    os.sync()
     use_time = os.access(GNU_TIME, os.X_OK)
     stats = Path(tempfile.gettempdir()) / f"gitquilt-bench-time-{os.getpid()}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
