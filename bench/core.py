@@ -22,7 +22,10 @@ Every timed command starts after a ``sync`` (not timed), so that no contender's
 writeback is charged to the next. Runs never delete files between timed commands
 (on ext4 without a journal, creating files right after a mass deletion is slow, which
 would punish whoever runs next); all work directories are made up front and removed at
-the end.
+the end (a previous run's leftovers too). The kernel avoids reusing an inode for 60 s
+after its deletion, 360 s while the inode table block is dirty, and each file created
+meanwhile scans past them: take figures at least 6 minutes after any large deletion
+(another benchmark, a test run).
 
     python bench/core.py [--runs N] [--work DIR] [--only abcde] [--keep] [--json FILE]
 
@@ -500,8 +503,10 @@ def main() -> None:
     args = ap.parse_args()
     runs = max(3, args.runs)
     work = args.work.resolve()
-    if work.exists():
-        shutil.rmtree(work)
+    old = None
+    if work.exists():  # set aside, removed at the end: no mass deletion before the timed runs
+        old = work.with_name(f"{work.name}.old-{os.getpid()}")
+        work.rename(old)
     work.mkdir(parents=True)
     dvc = find_dvc()
     bench = Bench(work, runs, dvc)
@@ -517,6 +522,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     load = os.getloadavg()
     print(f"gitquilt core benchmark: {runs} runs each, {os.cpu_count()} CPUs, load average "
           f"{load[0]:.1f}/{load[1]:.1f}, dvc {dvc_version}, {time.time() - started:.0f} s")
