@@ -29,7 +29,7 @@ meanwhile scans past them: take figures at least 6 minutes after any large delet
 
     python bench/core.py [--runs N] [--work DIR] [--only abcde] [--keep] [--json FILE]
 
-DVC is looked up in $DVC, then /tmp/venv-dvc/bin/dvc, then PATH; without it the DVC
+DVC is looked up in /tmp/venv-dvc/bin/dvc, then $DVC, then PATH; without it the DVC
 columns say so. Install it in a separate venv: pip install 'dvc[s3]==3.67.*'.
 """
 
@@ -50,6 +50,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchlib import child_command, find_dvc, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 1234
@@ -130,17 +132,9 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     return sample, out.decode()
 
 
-def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    """Set-up step: run, fail loudly, not timed."""
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
 def child(kind: str, *args: str) -> list[str]:
     """Command line that runs one of this file's in-process measurements in a fresh interpreter."""
-    return [sys.executable, str(Path(__file__).resolve()), "--child", kind, *args]
+    return child_command(__file__, kind, *args)
 
 
 def child_time(out: str) -> float:
@@ -181,13 +175,6 @@ def warm(paths: list[Path]) -> None:
         with open(p, "rb", buffering=0) as f:
             while f.read(8 * MiB):
                 pass
-
-
-def find_dvc() -> str | None:
-    for cand in (os.environ.get("DVC"), "/tmp/venv-dvc/bin/dvc", shutil.which("dvc")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
 
 
 # -- children (run in their own interpreter so that their peak memory is their own) ----

@@ -50,6 +50,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchlib import child_command, find_dvc, sh
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
 MiB = 1 << 20
@@ -109,15 +111,9 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     return Sample(wall, rss), p.stdout.decode()
 
 
-def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{p.stdout}\n{p.stderr}")
-    return p.stdout
-
-
 def child(kind: str, *args: str) -> list[str]:
-    return [sys.executable, str(Path(__file__).resolve()), "--child", kind, *args]
+    """Command line that runs one of this file's in-process measurements in a fresh interpreter."""
+    return child_command(__file__, kind, *args)
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -455,13 +451,6 @@ def table(results: dict[tuple[str, str], Row], has_dvc: bool) -> str:
         lines.append(f"| {set_name} | {target} | no-op push | | | {row.noop.cell()} | | | | – / {row.noop.requests()} | "
                      f"– / – / {row.noop.rss()} / – |")
     return "\n".join(lines)
-
-
-def find_dvc(venv: str | None) -> str | None:
-    for cand in ((str(Path(venv) / "bin" / "dvc") if venv else None), os.environ.get("DVC"), shutil.which("dvc")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    return None
 
 
 def main() -> None:

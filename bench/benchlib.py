@@ -1,0 +1,32 @@
+"""Pieces the benchmark scripts share (each script runs standalone: ``python bench/X.py``,
+so this directory is on ``sys.path``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def sh(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """Set-up step: run, fail loudly, not timed."""
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd}:\n{p.stdout}\n{p.stderr}")
+    return p.stdout
+
+
+def child_command(script: str, kind: str, *args: str) -> list[str]:
+    """Command line that runs one of ``script``'s in-process measurements in a fresh interpreter."""
+    return [sys.executable, str(Path(script).resolve()), "--child", kind, *args]
+
+
+def find_dvc(venv: str | None = "/tmp/venv-dvc") -> str | None:
+    """The ``dvc`` executable: in ``venv``, then ``$DVC``, then on PATH; None without one."""
+    venv_dvc = str(Path(venv) / "bin" / "dvc") if venv else None
+    for cand in (venv_dvc, os.environ.get("DVC"), shutil.which("dvc")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    return None
