@@ -27,18 +27,31 @@ def command(paths: tuple[str, ...], remote_name: str | None, rev: str | None, fo
       git clone URL repo && cd repo && git quilt pull
     """
     from gitquilt.cli.transfer_render import TransferBar, describe
+    from gitquilt.errors import QuiltError
     from gitquilt.ops.checkout import checkout
     from gitquilt.ops.tops import selected_versions, tops_of
-    from gitquilt.ops.transfer import fetch_tops
+    from gitquilt.ops.transfer import PullFetcher
 
     render.OUT.json = as_json
     ws = open_workspace()
     bar = TransferBar()
     refs = ws.packages_from_args(paths, rev)
     versions = selected_versions(ws, paths, rev, progress=bar)
-    summary = fetch_tops(ws, tops_of(versions), remote=remote_name, jobs=jobs, progress=bar)
+    # checkout plans first and fetches through this, writing big files while the rest downloads
+    fetcher = PullFetcher(tops_of(versions), remote=remote_name, jobs=jobs, progress=bar)
+    try:
+        results = checkout(ws, refs, rev=rev, force=force, progress=render.Bar(), fetcher=fetcher)
+    except QuiltError:
+        if not fetcher.started:  # checkout refused before fetching: a pull still fetches
+            fetcher(ws, refs, [])
+        if fetcher.summary is not None:
+            render.info(describe(fetcher.summary))
+        raise
+    if fetcher.summary is None:  # not reached: checkout always calls a PullFetcher
+        fetcher(ws, refs, [])
+    summary = fetcher.summary
+    assert summary is not None
     render.info(describe(summary))
-    results = checkout(ws, refs, rev=rev, force=force, progress=render.Bar())
     for r in results:
         render.info(f"{r.path}: {r.written} written, {r.deleted} deleted, {r.unchanged} unchanged (top hash {r.top_hash[:12]})")
         if r.saved_top_hash:

@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from array import array
 from collections import deque
 from collections.abc import Callable
@@ -32,7 +33,15 @@ from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.pointer import Pointer
 
 #: Called with (workspace, package refs, missing digests) to fetch fragments from a remote.
+#: Optional attributes a fetcher may have: ``fetch_manifests(ws, tops)`` (brings missing
+#: manifests in before planning); ``always`` (true: called even when no fragment is
+#: missing, e.g. ``pull``, which fetches whole versions); ``on_stored`` (checkout sets it
+#: to a callable taking a digest, which the fetcher calls from any thread once that
+#: fragment is durable in the cache: large files are then written while the rest downloads).
 Fetcher = Callable[[Workspace, list[PackageRef], list[str]], None]
+#: Files at least this large whose place in the work tree is empty are written as soon
+#: as their fragment is in the cache, while other fragments still download (see _Early).
+EARLY_MIN = 16 << 20
 #: Copying threads, one per core: with more, small files only contend for the file
 #: system's locks (4 threads on 2 cores: 1.2 s where 1 or 2 took 0.7 s, bench/core.py).
 COPY_THREADS = max(2, min(16, os.cpu_count() or 2))
@@ -85,7 +94,17 @@ def checkout(
     with FileLock(ws.git.git_dir / "quilt-checkout.lock", what="this work tree's checkout"):
         _ensure_manifests(ws, refs, rev, fetcher)
         plans = [_plan(ws, ref, rev, progress) for ref in refs]
-        _ensure_fragments(ws, plans, fetcher)
+        early = _Early.offer(ws, plans, fetcher)
+        try:
+            _ensure_fragments(ws, plans, fetcher)
+        except BaseException:
+            if early is not None:
+                early.close(fetcher, failed=True)
+            raise
+        if early is not None:
+            early.close(fetcher)
+            for n in early.taken:  # a name appeared since the plan: look at that package again
+                plans[n] = _plan(ws, refs[n], rev, progress)
         dirty = [f"{p.ref.path}/{k}" if p.kind == "dir" else p.ref.path for p in plans for k in p.dirty + p.blocked_dirs]
         if dirty and not force:
             raise DirtyWorkTree(
@@ -98,7 +117,7 @@ def checkout(
         if blocked:
             raise UnsafePath(f"directories are in the way of files: {', '.join(blocked[:10])}; move them away")
         _check_space(ws, plans)
-        return [_execute(ws, plan, progress, force) for plan in plans]
+        return [_execute(ws, plan, progress, force, early.written(i) if early else None) for i, plan in enumerate(plans)]
 
 
 def _plan(ws: Workspace, ref: PackageRef, rev: str | None, progress: Progress) -> _Plan:
@@ -194,7 +213,7 @@ def _ensure_manifests(ws: Workspace, refs: list[PackageRef], rev: str | None, fe
 def _ensure_fragments(ws: Workspace, plans: list[_Plan], fetcher: Fetcher | None) -> None:
     needed = {p.manifest.sha256(i) for p in plans for i in p.write}
     missing = ws.cache.missing(needed)
-    if missing and fetcher is not None:
+    if fetcher is not None and (missing or getattr(fetcher, "always", False)):
         fetcher(ws, [p.ref for p in plans], missing)
         missing = ws.cache.missing(missing)
     if missing:
@@ -233,8 +252,11 @@ def _check_space(ws: Workspace, plans: list[_Plan]) -> None:
             )
 
 
-def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> CheckoutResult:
+def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool,
+             early: tuple[set[int], list[tuple[str, int, int, int, str]]] | None = None) -> CheckoutResult:
     ref, manifest = plan.ref, plan.manifest
+    early_done, early_rows = early or (set(), [])
+    todo = [i for i in plan.write if i not in early_done] if early_done else plan.write
     result = CheckoutResult(ref.path, plan.pointer.top_hash, unchanged=plan.unchanged)
     if plan.dirty and force:
         _save_user_versions(ws, plan, result)
@@ -251,8 +273,8 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                     os.unlink(leaf, dir_fd=fd)
                 except OSError:
                     pass
-        progress.start(sum(manifest.sizes[i] for i in plan.write), "B", f"checkout {ref.path}")
-        rows: deque[tuple[str, int, int, int, str]] = deque()  # appended by the threads
+        progress.start(sum(manifest.sizes[i] for i in todo), "B", f"checkout {ref.path}")
+        rows: deque[tuple[str, int, int, int, str]] = deque(early_rows)  # appended by the threads
         root_abs = str(ws.root / base)
 
         copier = _Copier(ws, safe) if ws.config.link_mode == "copy" else None
@@ -288,18 +310,18 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool) -> Che
                 write_one(i)
 
         try:
-            if len(plan.write) > 8:
+            if len(todo) > 8 or (len(todo) > 1 and sum(manifest.sizes[i] for i in todo) >= 2 * EARLY_MIN):
                 # pre-create directories in order, so worker threads never race on mkdir
-                for d in sorted(parent_dirs([manifest.keys[i] for i in plan.write])):
+                for d in sorted(parent_dirs([manifest.keys[i] for i in todo])):
                     safe.dir_fd(d, create=True)
                 # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
-                chunks = _chunks(plan.write, manifest.sizes, manifest.keys)
+                chunks = _chunks(todo, manifest.sizes, manifest.keys)
                 with contextlib.closing(parallel_map(write_chunk, chunks, COPY_THREADS)) as done:
                     for _ in done:
                         if len(rows) >= 2048:  # record while the threads write, not all at the end
                             ws.statcache.record([rows.popleft() for _ in range(len(rows))])
             else:
-                for i in plan.write:
+                for i in todo:
                     write_one(i)
         finally:
             progress.close()
@@ -369,22 +391,25 @@ class _Copier:
         self.unnamed = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
         self.reflink = True  # until the first copy finds that these file systems cannot
 
-    def copy(self, key: str, digest: str, size: int, executable: bool) -> os.stat_result:
-        """Write ``key`` from the fragment ``digest``; return the stat of the file written."""
+    def copy(self, key: str, digest: str, size: int, executable: bool, replace: bool = True) -> os.stat_result:
+        """Write ``key`` from the fragment ``digest``; return the stat of the file written.
+
+        With ``replace`` False, a name that is taken is left alone (FileExistsError).
+        """
         parent, _, name = key.rpartition("/")
         src = os.open(self.cache.object_file(digest), os.O_RDONLY | os.O_CLOEXEC)
         try:
             _check_fragment_size(os.fstat(src).st_size, digest, size)
             if self.unnamed:
-                st = self._copy_unnamed(src, key, parent, name, size, executable)
+                st = self._copy_unnamed(src, key, parent, name, size, executable, replace)
                 if st is not None:
                     return st
-            return self._copy_named(src, key, size, executable)
+            return self._copy_named(src, key, size, executable, replace)
         finally:
             os.close(src)
 
     def _copy_unnamed(
-        self, src: int, key: str, parent: str, name: str, size: int, executable: bool
+        self, src: int, key: str, parent: str, name: str, size: int, executable: bool, replace: bool = True
     ) -> os.stat_result | None:
         pfd = self.safe.dir_fd(parent, create=True)
         if pfd is None:  # its parent vanished while we created it
@@ -404,7 +429,8 @@ class _Copier:
                 os.link(proc, name, dst_dir_fd=pfd, follow_symlinks=True)  # never replaces anything
                 return st
             except FileExistsError:
-                pass
+                if not replace:
+                    raise
             # something is there: give the bytes a temporary name, then rename it over
             tmp = fsutil.tmp_name(name)
             os.link(proc, tmp, dst_dir_fd=pfd, follow_symlinks=True)
@@ -417,7 +443,7 @@ class _Copier:
         finally:
             os.close(fd)
 
-    def _copy_named(self, src: int, key: str, size: int, executable: bool) -> os.stat_result:
+    def _copy_named(self, src: int, key: str, size: int, executable: bool, replace: bool = True) -> os.stat_result:
         os.lseek(src, 0, os.SEEK_SET)
         pfd, fd, tmp = self.safe.create_temp(key, executable)
         try:
@@ -426,11 +452,113 @@ class _Copier:
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
-            self.safe.replace(pfd, tmp, key)
+            if replace:
+                self.safe.replace(pfd, tmp, key)
+            else:
+                os.link(tmp, key.rpartition("/")[2], src_dir_fd=pfd, dst_dir_fd=pfd, follow_symlinks=False)
+                self.safe.discard(pfd, tmp)
         except BaseException:
             self.safe.discard(pfd, tmp)
             raise
         return st
+
+
+class _Early:
+    """Writes large files whose place in the work tree is empty as soon as their fragment
+    is durable in the cache, from the fetcher's threads, so that the copy overlaps the
+    downloads still running instead of waiting for all of them (``pull`` of big files).
+
+    Offered only where checkout would go ahead anyway: copy mode, no file of the user's in
+    the way (nothing dirty or blocked in any plan) and room on the disk. It only ever
+    creates names that do not exist (never replaces: a name taken since the plan is left
+    to :func:`_execute`), each file complete before it is named (as :class:`_Copier`).
+    A file it could not write for any other reason is simply written later by
+    :func:`_execute`, which is told what was written here.
+    """
+
+    def __init__(self, ws: Workspace, plans: list[_Plan], targets: dict[str, list[tuple[int, int]]]) -> None:
+        self.ws = ws
+        self.plans = plans
+        self.targets = targets  # digest -> [(plan index, manifest index)]
+        self._lock = threading.Lock()
+        self._copiers: dict[int, _Copier] = {}
+        self._safes: list[fsutil.SafeDir] = []
+        self.done: dict[int, set[int]] = {}
+        self.rows: dict[int, list[tuple[str, int, int, int, str]]] = {}
+        self.taken: set[int] = set()  # plans where a file to create appeared meanwhile
+
+    @classmethod
+    def offer(cls, ws: Workspace, plans: list[_Plan], fetcher: Fetcher | None) -> _Early | None:
+        """Hand ``fetcher`` an ``on_stored`` callback if it takes one and early writes are safe."""
+        if fetcher is None or not hasattr(fetcher, "on_stored") or ws.config.link_mode != "copy":
+            return None
+        if any(p.dirty or p.blocked_dirs or p.replace_links for p in plans):
+            return None
+        try:
+            _check_space(ws, plans)
+        except StoreFullError:
+            return None
+        targets: dict[str, list[tuple[int, int]]] = {}
+        for n, p in enumerate(plans):
+            for i in p.write:
+                if p.manifest.sizes[i] >= EARLY_MIN and p.manifest.keys[i] not in p.existing:
+                    targets.setdefault(p.manifest.sha256(i), []).append((n, i))
+        if not targets:
+            return None
+        early = cls(ws, plans, targets)
+        fetcher.on_stored = early.stored
+        return early
+
+    def _copier(self, n: int) -> _Copier:
+        with self._lock:
+            copier = self._copiers.get(n)
+            if copier is None:
+                plan = self.plans[n]
+                base = plan.ref.parent if plan.kind == "file" else plan.ref.path
+                safe = fsutil.SafeDir.open(self.ws.root, base, create=True)
+                self._safes.append(safe)
+                copier = self._copiers[n] = _Copier(self.ws, safe)
+            return copier
+
+    def stored(self, digest: str) -> None:
+        """The fragment ``digest`` is durable in the cache: write the files waiting for it."""
+        with self._lock:
+            todo = self.targets.pop(digest, [])
+        for n, i in todo:
+            plan = self.plans[n]
+            key, size = plan.manifest.keys[i], plan.manifest.sizes[i]
+            try:
+                st = self._copier(n).copy(key, digest, size, bool(plan.manifest.executable_flags[i]), replace=False)
+            except FileExistsError:
+                with self._lock:
+                    self.taken.add(n)  # someone's file: checkout plans this package again
+                continue
+            except (OSError, QuiltError):
+                continue  # a full disk, a directory in the way…: _execute deals with it
+            base = plan.ref.parent if plan.kind == "file" else plan.ref.path
+            with self._lock:
+                self.done.setdefault(n, set()).add(i)
+                self.rows.setdefault(n, []).append((f"{self.ws.root / base}/{key}", st.st_size, st.st_mtime_ns,
+                                                    st.st_ino, digest))
+
+    def written(self, n: int) -> tuple[set[int], list[tuple[str, int, int, int, str]]]:
+        """What was written for plan ``n``: manifest indices, and their stat cache rows
+        (nothing for a plan made again, which sees those files as they are)."""
+        if n in self.taken:
+            return set(), []
+        return self.done.get(n, set()), self.rows.get(n, [])
+
+    def close(self, fetcher: Fetcher | None, failed: bool = False) -> None:
+        """Stop taking callbacks; after a failure, or before a package is planned again,
+        remember the hashes of what was written."""
+        with contextlib.suppress(AttributeError):
+            fetcher.on_stored = None  # type: ignore[union-attr]
+        for safe in self._safes:
+            safe.close()
+        self._safes.clear()
+        self._copiers.clear()
+        if failed or self.taken:
+            self.ws.statcache.record([row for rows in self.rows.values() for row in rows])
 
 
 def _materialise(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +54,7 @@ OWN_BATCH_MIN = 16 << 20
 __all__ = [
     "DamagedOnRemote",
     "PackSettings",
+    "PullFetcher",
     "TransferFailed",
     "TransferSummary",
     "fetch_digests",
@@ -240,8 +241,14 @@ def push_tops(
 def fetch_tops(
     ws: Workspace, top_hashes: list[str], remote: str | None = None, jobs: int | None = None,
     progress: Progress | None = None, policy: RetryPolicy | None = None, backend: Remote | None = None,
+    on_stored: Callable[[str], None] | None = None,
 ) -> TransferSummary:
-    """Download the manifests and fragments of these package versions into the cache."""
+    """Download the manifests and fragments of these package versions into the cache.
+
+    ``on_stored(digest)``, if given, is called from a worker thread as soon as a large
+    fragment (at least :data:`OWN_BATCH_MIN`) is durable in the cache, while the others
+    still download (``pull`` writes its work-tree file then).
+    """
     progress = progress or NullProgress()
     n_jobs = _jobs(ws, jobs)
     started = time.monotonic()
@@ -254,13 +261,56 @@ def fetch_tops(
         summary.manifests = _fetch_manifests(ws, source, list(top_hashes), n_jobs, policy, summary)
         plan = plan_fetch(ws.cache, list(top_hashes))
         summary.skipped, summary.skipped_bytes = plan.present_fragments, plan.present_bytes
-        _fetch_fragments(ws, source, plan.fragments, n_jobs, progress, policy, summary, reuse_survey=False)
+        _fetch_fragments(ws, source, plan.fragments, n_jobs, progress, policy, summary, reuse_survey=False,
+                         on_stored=on_stored)
     finally:
         summary.requests = source.request_count() - requests0
         summary.seconds = time.monotonic() - started
         if own:
             source.close()
     return summary
+
+
+class PullFetcher:
+    """checkout's fetcher for ``pull``: whole package versions, fetched after checkout planned.
+
+    Called by checkout even when the work tree lacks nothing (``always``), it fetches
+    every manifest and fragment of ``tops`` (as ``git quilt fetch`` would) and hands
+    checkout's ``on_stored`` to :func:`fetch_tops`, so that each large file is written
+    into the work tree as soon as its fragment is durable, while the others download.
+    """
+
+    always = True
+
+    def __init__(self, tops: list[str], remote: str | None = None, jobs: int | None = None,
+                 progress: Progress | None = None, policy: RetryPolicy | None = None,
+                 backend: Remote | None = None) -> None:
+        self.tops = list(tops)
+        self.remote = remote
+        self.jobs = jobs
+        self.progress = progress
+        self.policy = policy
+        self.backend = backend
+        self.on_stored: Callable[[str], None] | None = None  # set by checkout
+        self.summary: TransferSummary | None = None  # once fetched
+        self._manifests: TransferSummary | None = None
+        self.started = False  # a fetch was tried (it may have failed)
+
+    def fetch_manifests(self, ws: Workspace, _missing: list[str]) -> None:
+        """Bring the versions' manifests in (checkout plans with them)."""
+        self.started = True
+        self._manifests = fetch_manifests(ws, self.tops, self.remote, self.jobs, self.backend)
+
+    def __call__(self, ws: Workspace, _refs: Any, _missing: list[str]) -> None:
+        self.started = True
+        summary = fetch_tops(ws, self.tops, self.remote, self.jobs, self.progress, self.policy, self.backend,
+                             on_stored=self.on_stored)
+        if self._manifests is not None:
+            summary.manifests += self._manifests.manifests
+            summary.bytes += self._manifests.bytes
+            summary.requests += self._manifests.requests
+            summary.seconds += self._manifests.seconds
+        self.summary = summary
 
 
 def fetch_manifests(ws: Workspace, tops: list[str], remote: str | None = None, jobs: int | None = None,
@@ -355,7 +405,8 @@ def fetch_digests(
 
 
 def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]], jobs: int, progress: Progress,
-                     policy: RetryPolicy | None, summary: TransferSummary, reuse_survey: bool = True) -> None:
+                     policy: RetryPolicy | None, summary: TransferSummary, reuse_survey: bool = True,
+                     on_stored: Callable[[str], None] | None = None) -> None:
     """Fetch ``items`` (digest, size or -1): out of packs where one holds them, the rest loose.
 
     A copy in a pack that fails (damaged, cut short, or the pack gone since the
@@ -387,7 +438,7 @@ def _fetch_fragments(ws: Workspace, source: Remote, items: list[tuple[str, int]]
                 if got.failed:
                     loose += _fetch_elsewhere(batch, source, packs, needed, got, jobs, progress, policy, summary,
                                               cut, one_open)
-            _fetch_loose(batch, source, loose, jobs, progress, policy, tally)
+            _fetch_loose(batch, source, loose, jobs, progress, policy, tally, on_stored)
     finally:
         progress.close()
     summary.fragments += tally.files
@@ -435,9 +486,12 @@ def parse_pack(key: str) -> str:
 
 
 def _fetch_loose(batch: WriteBatch, source: Remote, items: list[tuple[str, int]], jobs: int, progress: Progress,
-                 policy: RetryPolicy | None, tally: Tally) -> None:
+                 policy: RetryPolicy | None, tally: Tally, on_stored: Callable[[str], None] | None = None) -> None:
     if not items:
         return
+    if on_stored is not None:
+        # the large ones first: their work-tree copies then overlap the small downloads
+        items = sorted(items, key=lambda item: item[1] < OWN_BATCH_MIN)
     ranges = ThreadPoolExecutor(jobs, thread_name_prefix="gitquilt-range")
     budget = ByteBudget(DOWNLOAD_MEMORY)
     local = source.capabilities().seekable_get  # a directory: a plain file, read into one reused buffer
@@ -448,10 +502,13 @@ def _fetch_loose(batch: WriteBatch, source: Remote, items: list[tuple[str, int]]
             with contextlib.closing(open_download(source, key, known, ranges, budget)) as body:
                 label = f"{key} from {source.url}"
                 reader = ChunkReader(body, on_bytes, label) if local else CountingReader(body, on_bytes, network=label)
-                if local and size >= OWN_BATCH_MIN:
+                if size >= OWN_BATCH_MIN:
                     # a batch of its own, committed (fsync, link) by this worker: a large file's
-                    # writeback overlaps the other downloads instead of queueing after all of them
+                    # writeback (and, in a pull, its copy into the work tree) overlaps the other
+                    # downloads instead of queueing after all of them
                     batch.store.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
+                    if on_stored is not None:
+                        on_stored(digest)
                 else:
                     batch.put_stream(reader, digest, known, where=label)  # type: ignore[arg-type]
 
