@@ -95,7 +95,13 @@ class Series:
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
-    """Wall time and peak RSS (GNU time) of a command; fails loudly."""
+    """Wall time and peak RSS (GNU time) of a command; fails loudly.
+
+    Every command starts with nothing dirty in the page cache (``sync``, not timed): the
+    writeback of what ran before — the previous contender's files, moto spooling the
+    objects just pushed — would otherwise run during this command on the same two cores.
+    """
+    os.sync()
     stats = Path(tempfile.gettempdir()) / f"gq-remote-bench-{os.getpid()}"
     use_time = os.access(GNU_TIME, os.X_OK)
     full = [GNU_TIME, "-o", str(stats), "-f", "%M", *cmd] if use_time else cmd
