@@ -25,6 +25,7 @@ from typing import Any
 
 from gitquilt.config import RemoteConfig
 from gitquilt.errors import ConfigError, IntegrityError, NotFound, QuiltError
+from gitquilt.ops.checkout import EARLY_MIN
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.remote_packs import PackSettings, RemotePacks, forget_survey, recent_survey, survey_packs
 from gitquilt.ops.transfer_exec import (
@@ -49,8 +50,10 @@ from gitquilt.store import WriteBatch
 
 #: A manifest larger than this from a remote is refused unread (a million entries is ~60 MB).
 MAX_MANIFEST_BYTES = 1 << 30
-#: Loose fragments at least this large, fetched from a directory, are made durable one by one.
-OWN_BATCH_MIN = 16 << 20
+#: Loose fragments at least this large are made durable one by one, by the worker that
+#: fetched them, and reported to ``on_stored``: the size from which checkout writes a
+#: file early (the two must agree, or a file checkout waits for is never reported).
+OWN_BATCH_MIN = EARLY_MIN
 __all__ = [
     "DamagedOnRemote",
     "PackSettings",
