@@ -30,3 +30,27 @@ def find_dvc(venv: str | None = "/tmp/venv-dvc") -> str | None:
         if cand and os.access(cand, os.X_OK):
             return cand
     return None
+
+
+def free_memory_mib() -> float | None:
+    """MemFree from /proc/meminfo in MiB (None where there is none). Writers slow down
+    when it is low: every new page of cache first has to be reclaimed from another."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemFree:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def free_memory_note(samples: list[float]) -> str | None:
+    """One line on the free memory seen before the timed commands, for the notes."""
+    if not samples:
+        return None
+    low = min(samples)
+    note = f"free memory before timed commands: min {low / 1024:.1f} GiB, max {max(samples) / 1024:.1f} GiB"
+    if low < 2048:
+        note += " (low: the page cache was being reclaimed during writes, which slows every writer)"
+    return note

@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import child_command, find_dvc, sh
+from benchlib import child_command, find_dvc, free_memory_mib, free_memory_note, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 1234
@@ -97,6 +97,10 @@ class Series:
 GNU_TIME = "/usr/bin/time"
 
 
+#: MemFree (MiB) before each timed command, for the notes
+FREE_BEFORE_TIMED: list[float] = []
+
+
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     """Run ``cmd``: wall time, CPU time (user + sys) and peak RSS, plus its stdout.
 
@@ -111,6 +115,9 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     writes durable (gitquilt's ``syncfs``) would wait for the other's data too.
     """
     os.sync()
+    free = free_memory_mib()
+    if free is not None:
+        FREE_BEFORE_TIMED.append(free)
     use_time = os.access(GNU_TIME, os.X_OK)
     stats = Path(tempfile.gettempdir()) / f"gitquilt-bench-time-{os.getpid()}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -511,6 +518,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    if note := free_memory_note(FREE_BEFORE_TIMED):
+        bench.notes.append(note)
     load = os.getloadavg()
     print(f"gitquilt core benchmark: {runs} runs each, {os.cpu_count()} CPUs, load average "
           f"{load[0]:.1f}/{load[1]:.1f}, dvc {dvc_version}, {time.time() - started:.0f} s")
