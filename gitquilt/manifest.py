@@ -22,6 +22,8 @@ from gitquilt.keys import check_key, check_sorted_unique, parent_dirs
 FORMAT_VERSION = 1
 HEADER = b"gitquilt-manifest 1\n"
 EMPTY_META = "{}"
+#: The Parquet manifest's file-level metadata key holding the package metadata.
+PARQUET_META_KEY = b"gitquilt.meta"
 MIN_PREFIX = 7
 
 

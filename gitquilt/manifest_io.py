@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from gitquilt.digest import check_digest
 from gitquilt.errors import FormatError, IntegrityError, UnsafePath, UnsupportedFormat
 from gitquilt.keys import check_key
-from gitquilt.manifest import EMPTY_META, HEADER, Manifest, canonical_json, check_canonical_json
+from gitquilt.manifest import EMPTY_META, HEADER, PARQUET_META_KEY, Manifest, canonical_json, check_canonical_json
 
 
 class _LazyCompute:
@@ -40,7 +40,7 @@ class _LazyCompute:
 
 pc: Any = _LazyCompute()
 
-META_KEY = b"gitquilt.meta"
+META_KEY = PARQUET_META_KEY
 REQUIRED_KEY = b"gitquilt.required"
 #: Features a reader must understand; a file naming any other is from a newer gitquilt.
 KNOWN_FEATURES: frozenset[str] = frozenset()

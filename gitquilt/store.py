@@ -26,6 +26,7 @@ from gitquilt.errors import IntegrityError, NotFound, QuiltError
 from gitquilt.manifest import resolve_prefix
 from gitquilt.manifest_text import MAX_TEXT_ENTRIES, try_parse_canonical_text
 from gitquilt.manifest_text import SUFFIX as TEXT_SUFFIX
+from gitquilt.parquet_writer import manifest_to_parquet
 
 if TYPE_CHECKING:
     from gitquilt.manifest import Manifest
@@ -35,6 +36,21 @@ STALE_TMP_SECONDS = 3600
 FSYNC_MODES = ("batch", "always", "never")
 #: Batches up to this many files fsync each file instead of calling syncfs.
 SMALL_BATCH = 8
+
+
+#: Manifests up to this many entries are encoded by gitquilt's own Parquet writer (no
+#: pyarrow import, ≈ 80 ms of CPU with numpy); larger ones by pyarrow, faster per row
+#: and with zstd pages.
+OWN_WRITER_MAX_ENTRIES = 100_000
+
+
+def encode_manifest(manifest: "Manifest") -> bytes:
+    """A manifest's Parquet bytes (docs/FORMAT.md), by the cheaper writer for its size."""
+    if len(manifest) <= OWN_WRITER_MAX_ENTRIES:
+        return manifest_to_parquet(manifest)
+    from gitquilt.manifest_io import manifest_to_bytes
+
+    return manifest_to_bytes(manifest)
 
 
 class StoreError(QuiltError):
@@ -208,13 +224,11 @@ class Store:
 
     def put_manifest(self, manifest: "Manifest", encoded: bytes | None = None) -> str:
         """Write a manifest (Parquet) under its top hash; returns the top hash.
-        ``encoded``: its Parquet bytes from ``manifest_io.manifest_to_bytes``, if made already."""
+        ``encoded``: its Parquet bytes from :func:`encode_manifest`, if made already."""
         top = manifest.top_hash
         if not self.has_manifest(top):
             if encoded is None:
-                from gitquilt.manifest_io import manifest_to_bytes
-
-                encoded = manifest_to_bytes(manifest)
+                encoded = encode_manifest(manifest)
             self.put_manifest_bytes(encoded, top, verified=True)
             self._write_manifest_text(manifest)
         return top

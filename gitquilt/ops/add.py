@@ -15,6 +15,7 @@ from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.scan import Scan, fill_hashes, scan_fingerprint, scan_package
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.pointer import SUFFIX, Pointer
+from gitquilt.store import OWN_WRITER_MAX_ENTRIES, encode_manifest
 
 FILE_KIND_META = "gitquilt.kind"
 
@@ -74,7 +75,8 @@ def add_package(
     try:
         with ws.cache.batch() as batch:
             rows = fill_hashes(
-                ws, scan, batch=batch, progress=progress, jobs=jobs, before_hashing=_preload_parquet, record=False
+                ws, scan, batch=batch, progress=progress, jobs=jobs, record=False,
+                before_hashing=_preload_parquet if len(scan.files) > OWN_WRITER_MAX_ENTRIES else None,
             )
             if rows:  # into the stat cache (SQLite, the GIL released) while the batch's last commit syncs
                 recorder = threading.Thread(target=ws.statcache.record, args=(rows,), name="gitquilt-statcache")
@@ -156,10 +158,9 @@ class _ManifestBuilder(threading.Thread):
             self.fingerprint = scan_fingerprint(self.scan)
             self._manifest = _build_manifest(self.scan, self.meta)
             try:
-                from gitquilt.manifest_io import manifest_to_bytes
-            except ImportError:  # no pyarrow: the store says so when it writes
+                self._encoded = encode_manifest(self._manifest)
+            except ImportError:  # no pyarrow for a large one: the store says so when it writes
                 return
-            self._encoded = manifest_to_bytes(self._manifest)
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by result()
             self._error = exc
 
@@ -185,8 +186,8 @@ def _same_kind(ws: Workspace, old: Pointer, scan: Scan) -> bool:
 
 
 def _preload_parquet() -> None:
-    """Import the Parquet layer in a thread while files are hashed: the manifest is
-    written after hashing, and importing pyarrow takes a tenth of a second or more."""
+    """Import the Parquet layer in a thread while files are hashed: a large manifest is
+    encoded by pyarrow after hashing, and importing it takes a tenth of a second or more."""
     threading.Thread(target=_import_manifest_io, name="gitquilt-preload").start()
 
 
