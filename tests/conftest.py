@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +14,11 @@ from pathlib import Path
 import pytest
 
 BIN_DIR = Path(sys.executable).parent
+
+# Started in the background by a script (`nohup make test &`), pytest inherits SIGINT
+# ignored, and so would every gitquilt it starts; the Ctrl-C tests need the usual one.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def quilt_env(extra: dict[str, str] | None = None) -> dict[str, str]:
