@@ -72,25 +72,22 @@ class _Struct:
             self._buf += _int(fid)
         self._last = fid
 
-    def i32(self, fid: int, value: int) -> _Struct:
-        self._field(fid, _I32)
-        self._buf += _int(value)
+    def _put(self, fid: int, ftype: int, encoded: bytes) -> _Struct:
+        self._field(fid, ftype)
+        self._buf += encoded
         return self
+
+    def i32(self, fid: int, value: int) -> _Struct:
+        return self._put(fid, _I32, _int(value))
 
     def i64(self, fid: int, value: int) -> _Struct:
-        self._field(fid, _I64)
-        self._buf += _int(value)
-        return self
+        return self._put(fid, _I64, _int(value))
 
     def binary(self, fid: int, value: bytes) -> _Struct:
-        self._field(fid, _BINARY)
-        self._buf += _binary(value)
-        return self
+        return self._put(fid, _BINARY, _binary(value))
 
     def struct(self, fid: int, value: _Struct) -> _Struct:
-        self._field(fid, _STRUCT)
-        self._buf += value.encode()
-        return self
+        return self._put(fid, _STRUCT, value.encode())
 
     def structs(self, fid: int, values: Sequence[_Struct]) -> _Struct:
         self._field(fid, _LIST)
