@@ -22,6 +22,8 @@ from gitquilt.manifest import EMPTY_META, PARQUET_META_KEY, Manifest, canonical_
 
 MAGIC = b"PAR1"
 CREATED_BY = b"gitquilt parquet_writer 1"
+#: One data page per column and row group; its size must fit a thrift i32.
+MAX_PAGE_BYTES = (1 << 31) - 1
 
 # thrift compact protocol field types
 _I32, _I64, _BINARY, _LIST, _STRUCT = 5, 6, 8, 9, 12
@@ -176,6 +178,8 @@ def write_table(
         group_bytes = 0
         for col in columns:
             data = _plain(col.kind, col.values[start : start + rows])
+            if len(data) > MAX_PAGE_BYTES:  # page sizes are thrift i32s
+                raise ValueError(f"column {col.name!r}: {len(data)} bytes in {rows} rows is too much for one page")
             page = zlib.compress(data, 1, wbits=31) if compress else data
             header = (
                 _Struct()

@@ -44,9 +44,17 @@ SMALL_BATCH = 8
 OWN_WRITER_MAX_ENTRIES = 100_000
 
 
+#: ... and at most this much per-entry metadata (the writer puts a row group's column
+#: in one page; pyarrow splits pages).
+OWN_WRITER_MAX_META_BYTES = 64 << 20
+
+
 def encode_manifest(manifest: "Manifest") -> bytes:
     """A manifest's Parquet bytes (docs/FORMAT.md), by the cheaper writer for its size."""
-    if len(manifest) <= OWN_WRITER_MAX_ENTRIES:
+    metas = manifest.entry_metas
+    if len(manifest) <= OWN_WRITER_MAX_ENTRIES and (
+        metas is None or sum(map(len, metas)) <= OWN_WRITER_MAX_META_BYTES
+    ):
         return manifest_to_parquet(manifest)
     from gitquilt.manifest_io import manifest_to_bytes
 

@@ -138,3 +138,20 @@ def test_any_manifest_round_trips(keys: list[str], execs: list[bool], sizes: lis
     data = manifest_to_parquet(m)
     _same_table(data, manifest_to_bytes(m))
     assert read_manifest_bytes(data, m.top_hash).top_hash == m.top_hash
+
+
+def test_large_entry_metadata_goes_to_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = _manifest(6, meta_every=2)
+    monkeypatch.setattr(store, "OWN_WRITER_MAX_META_BYTES", 10)
+    data = store.encode_manifest(m)
+    assert pq.ParquetFile(pa.BufferReader(data)).metadata.created_by != CREATED_BY.decode()
+    assert list(read_manifest_bytes(data, m.top_hash)) == list(m)
+
+
+def test_a_page_over_the_thrift_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gitquilt.parquet_writer as pw
+
+    monkeypatch.setattr(pw, "MAX_PAGE_BYTES", 15)
+    write_table([Column("n", "int64", [1])])  # 8 bytes: fine
+    with pytest.raises(ValueError, match="too much for one page"):
+        write_table([Column("n", "int64", [1, 2])])
