@@ -34,6 +34,8 @@ _UTF8 = 0
 _PLAIN, _RLE = 0, 3
 _UNCOMPRESSED, _GZIP = 0, 2
 _DATA_PAGE = 0
+#: Column kind -> parquet physical type.
+_PHYSICAL = {"string": _BYTE_ARRAY, "int64": _INT64, "bool": _BOOLEAN}
 
 
 def _varint(n: int) -> bytes:
@@ -142,12 +144,12 @@ def _plain(kind: str, values: Sequence[bytes] | Sequence[int]) -> bytes:
             return bytes((len(bits) + 7) // 8)
         padded = bits + bytes(-len(bits) % 8)
         return bytes(sum(padded[i + j] << j for j in range(8)) for i in range(0, len(padded), 8))
-    raise ValueError(f"unsupported column kind {kind!r}")
+    raise AssertionError(kind)  # write_table checked the kinds
 
 
 def _schema_element(col: Column) -> _Struct:
     s = _Struct()
-    s.i32(1, {"string": _BYTE_ARRAY, "int64": _INT64, "bool": _BOOLEAN}[col.kind])
+    s.i32(1, _PHYSICAL[col.kind])
     s.i32(3, _REQUIRED)
     s.binary(4, col.name.encode())
     if col.kind == "string":
@@ -167,6 +169,9 @@ def write_table(
     n = len(columns[0].values) if columns else 0
     if any(len(c.values) != n for c in columns):
         raise ValueError("columns of different lengths")
+    for col in columns:
+        if col.kind not in _PHYSICAL:
+            raise ValueError(f"unsupported column kind {col.kind!r}")
     if row_group_size <= 0:
         raise ValueError("row_group_size must be positive")
     out = bytearray(MAGIC)
@@ -194,7 +199,7 @@ def write_table(
             out += page
             meta = (
                 _Struct()
-                .i32(1, {"string": _BYTE_ARRAY, "int64": _INT64, "bool": _BOOLEAN}[col.kind])
+                .i32(1, _PHYSICAL[col.kind])
                 .i32s(2, [_PLAIN, _RLE])
                 .binaries(3, [col.name.encode()])
                 .i32(4, _GZIP if compress else _UNCOMPRESSED)

@@ -38,14 +38,11 @@ FSYNC_MODES = ("batch", "always", "never")
 SMALL_BATCH = 8
 
 
-#: Manifests up to this many entries are encoded by gitquilt's own Parquet writer (no
-#: pyarrow import, ≈ 80 ms of CPU with numpy); larger ones by pyarrow, faster per row
-#: and with zstd pages.
+#: Manifests of up to this many entries, and this many characters of per-entry metadata,
+#: are encoded by gitquilt's own Parquet writer (no pyarrow import, ≈ 80 ms of CPU with
+#: numpy); others by pyarrow, faster per row, with zstd pages, and splitting a column
+#: into pages where the own writer puts a row group's column in one.
 OWN_WRITER_MAX_ENTRIES = 100_000
-
-
-#: ... and at most this much per-entry metadata (the writer puts a row group's column
-#: in one page; pyarrow splits pages).
 OWN_WRITER_MAX_META_BYTES = 64 << 20
 
 
