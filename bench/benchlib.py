@@ -45,7 +45,20 @@ def free_memory_mib() -> float | None:
     return None
 
 
-def free_memory_note(samples: list[float]) -> str | None:
+#: MemFree (MiB) seen by each :func:`before_timed`, for :func:`free_memory_note`
+FREE_BEFORE_TIMED: list[float] = []
+
+
+def before_timed() -> None:
+    """Call right before starting a timed command: write back everything dirty (not
+    timed, so that what ran before is not charged to it) and note the free memory."""
+    os.sync()
+    free = free_memory_mib()
+    if free is not None:
+        FREE_BEFORE_TIMED.append(free)
+
+
+def free_memory_note(samples: list[float] = FREE_BEFORE_TIMED) -> str | None:
     """One line on the free memory seen before the timed commands, for the notes."""
     if not samples:
         return None

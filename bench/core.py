@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import child_command, find_dvc, free_memory_mib, free_memory_note, sh
+from benchlib import before_timed, child_command, find_dvc, free_memory_note, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 1234
@@ -97,10 +97,6 @@ class Series:
 GNU_TIME = "/usr/bin/time"
 
 
-#: MemFree (MiB) before each timed command, for the notes
-FREE_BEFORE_TIMED: list[float] = []
-
-
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     """Run ``cmd``: wall time, CPU time (user + sys) and peak RSS, plus its stdout.
 
@@ -114,10 +110,7 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     runs during this one, on the same two cores, and a command that makes its own
     writes durable (gitquilt's ``syncfs``) would wait for the other's data too.
     """
-    os.sync()
-    free = free_memory_mib()
-    if free is not None:
-        FREE_BEFORE_TIMED.append(free)
+    before_timed()
     use_time = os.access(GNU_TIME, os.X_OK)
     stats = Path(tempfile.gettempdir()) / f"gitquilt-bench-time-{os.getpid()}"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -518,7 +511,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    if note := free_memory_note(FREE_BEFORE_TIMED):
+    if note := free_memory_note():
         bench.notes.append(note)
     load = os.getloadavg()
     print(f"gitquilt core benchmark: {runs} runs each, {os.cpu_count()} CPUs, load average "

@@ -50,7 +50,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import child_command, find_dvc, free_memory_mib, free_memory_note, sh
+from benchlib import before_timed, child_command, find_dvc, free_memory_note, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
@@ -94,10 +94,6 @@ class Series:
         return str(int(statistics.median(rs))) if rs else "n/a"
 
 
-#: MemFree (MiB) before each timed command, printed under the table
-FREE_BEFORE_TIMED: list[float] = []
-
-
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     """Wall time and peak RSS (GNU time) of a command; fails loudly.
 
@@ -105,10 +101,7 @@ def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[Sample, str]:
     writeback of what ran before — the previous contender's files, moto spooling the
     objects just pushed — would otherwise run during this command on the same two cores.
     """
-    os.sync()
-    free = free_memory_mib()
-    if free is not None:
-        FREE_BEFORE_TIMED.append(free)
+    before_timed()
     stats = Path(tempfile.gettempdir()) / f"gq-remote-bench-{os.getpid()}"
     use_time = os.access(GNU_TIME, os.X_OK)
     full = [GNU_TIME, "-o", str(stats), "-f", "%M", *cmd] if use_time else cmd
@@ -551,7 +544,7 @@ def main() -> None:
           f"rounds, -j {args.jobs}, "
           f"{os.cpu_count()} CPUs; DVC: {dvc or 'not found'}\n")
     print(table(results, dvc is not None))
-    if note := free_memory_note(FREE_BEFORE_TIMED):
+    if note := free_memory_note():
         print(note)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({
