@@ -174,3 +174,41 @@ def test_add_makes_fragments_durable_before_manifest_before_pointer(
     assert manifest_dir_sync < p, "pointer written before the manifest was durable"
     rec.assert_data_flushed_before(p)
     rec.assert_dir_synced_after(p)
+
+
+@pytest.mark.parametrize("count", [20, 41])  # the background commits take all / the final commit has some
+def test_background_commits_leave_their_names_to_a_later_sync_before_the_batch_ends(
+    rec: Recorder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    import hashlib
+    import threading
+
+    from gitquilt import store as store_mod
+
+    monkeypatch.setattr(store_mod.WriteBatch, "BACKGROUND_FILES", 10)  # above SMALL_BATCH: each syncfs
+    store = Store(tmp_path / "cache", fsync="batch")
+    threads: list[str] = []
+    real_link = os.link
+
+    def link(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real_link(*args, **kwargs)
+        threads.append(threading.current_thread().name)
+
+    monkeypatch.setattr(os, "link", link)
+    with store.batch() as b:
+        for i in range(count):
+            b.put_bytes(f"deferred {i}".encode())
+            b._wait_background()  # one background commit per ten fragments
+    links = rec.names()
+    assert len(links) == count and threads.count("gitquilt-commit") == (count // 10) * 10
+    syncs = rec.index(lambda c: c.op == "syncfs")
+    # one syncfs per background commit, before its links (its names wait for the next
+    # one); the final commit fsyncs the few directories still owed
+    assert len(syncs) == count // 10
+    last_background_link = links[(count // 10) * 10 - 1][0]
+    assert not rec.index(lambda c: c.op == "fsync-dir")[0] < last_background_link  # no names sync of their own
+    for i, _c in links:
+        rec.assert_data_flushed_before(i)
+        rec.assert_dir_synced_after(i)  # by a later commit's syncfs or the final one
+    assert rec.calls[-1].op in ("syncfs", "fsync-dir")  # nothing named after the last sync
+    assert all(store.has(hashlib.sha256(f"deferred {i}".encode()).hexdigest()) for i in range(count))
