@@ -49,6 +49,17 @@ def free_memory_mib() -> float | None:
 FREE_BEFORE_TIMED: list[float] = []
 
 
+def fresh_bytecode() -> None:
+    """Compile gitquilt's modules to bytecode now: with PYTHONDONTWRITEBYTECODE set (or
+    a read-only tree) an edited module would otherwise be compiled again by every timed
+    command, a few ms each, which an installed gitquilt never pays."""
+    import compileall
+
+    import gitquilt
+
+    compileall.compile_dir(Path(gitquilt.__file__).parent, quiet=1)
+
+
 def before_timed() -> None:
     """Call right before starting a timed command: write back everything dirty (not
     timed, so that what ran before is not charged to it) and note the free memory."""

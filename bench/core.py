@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import before_timed, child_command, find_dvc, free_memory_note, sh
+from benchlib import before_timed, child_command, find_dvc, free_memory_note, fresh_bytecode, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 1234
@@ -488,6 +488,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = ap.parse_args()
+    fresh_bytecode()
     runs = max(3, args.runs)
     work = args.work.resolve()
     old = None

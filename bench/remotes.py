@@ -50,7 +50,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchlib import before_timed, child_command, find_dvc, free_memory_note, sh
+from benchlib import before_timed, child_command, find_dvc, free_memory_note, fresh_bytecode, sh
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 4321
@@ -481,6 +481,7 @@ def main() -> None:
     ap.add_argument("--gitquilt-path", help="benchmark the gitquilt package found in this directory "
                     "(put first on PYTHONPATH), e.g. an exported commit, instead of the installed one")
     args = ap.parse_args()
+    fresh_bytecode()
     if args.child:
         kind, *rest = args.child
         {"floor-push-s3": child_floor_push_s3, "floor-pull-s3": child_floor_pull_s3, "floor-copy": child_floor_copy,
