@@ -291,10 +291,6 @@ class Bench:
         self.env.pop("QUILT_CACHE_DIR", None)
         # as on a normal install, gitquilt's bytecode is cached (DVC's came compiled with it)
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
-        import gitquilt.manifest
-
-        package_dir = Path(gitquilt.manifest.__file__).parent
-        sh([sys.executable, "-m", "compileall", "-q", str(package_dir)], work, self.env)
 
     def git_repo(self, path: Path, quilt: bool = True) -> Path:
         path.mkdir(parents=True)

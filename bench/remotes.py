@@ -481,7 +481,6 @@ def main() -> None:
     ap.add_argument("--gitquilt-path", help="benchmark the gitquilt package found in this directory "
                     "(put first on PYTHONPATH), e.g. an exported commit, instead of the installed one")
     args = ap.parse_args()
-    fresh_bytecode()
     if args.child:
         kind, *rest = args.child
         {"floor-push-s3": child_floor_push_s3, "floor-pull-s3": child_floor_pull_s3, "floor-copy": child_floor_copy,
@@ -494,8 +493,10 @@ def main() -> None:
                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@example.com")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("QUILT_CACHE_DIR", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as on a normal install: bytecode is cached
     if args.gitquilt_path:
         env["PYTHONPATH"] = str(Path(args.gitquilt_path).resolve())
+    fresh_bytecode(Path(args.gitquilt_path).resolve() if args.gitquilt_path else None)
     dvc = None if args.no_dvc else find_dvc(args.dvc_venv)
     sets = [s for s in args.sets.split(",") if s]
     targets = [t for t in args.targets.split(",") if t]
