@@ -11,7 +11,10 @@ machine hits both sides alike:
       reads); coreutils ``sha256sum`` and the whole ``git quilt add`` (hash + copy into
       the cache + sync) for reference. Files are in the page cache for every contender.
   (b) ``git quilt add`` of 10,000 files of 2–64 KiB (random sizes and bytes, fixed seed),
-      fresh repository and cache each run, vs ``dvc add`` in a fresh DVC repository.
+      fresh repository and cache each run, vs ``dvc add`` in a fresh DVC repository;
+      for context, vs a floor: a minimal script doing only what an add must (read, hash,
+      copy into a fresh fan-out through anonymous files, one ``syncfs``), one thread
+      per core.
   (c) no-op ``git quilt status`` and no-op re-``add`` vs ``dvc status`` and re-``dvc add``.
   (d) ``git quilt checkout`` into an empty directory vs ``cp -r`` of the same tree.
   (e) loading a manifest of 1,000,000 entries (``read_manifest_file``: decode and full
@@ -195,6 +198,48 @@ def child_floor_hash(paths: list[str]) -> None:
     print(json.dumps({"seconds": time.perf_counter() - t0, "digests": digests}))
 
 
+def child_floor_add(src: str, dst: str) -> None:
+    """The floor for (b): what an add must do at least, in a minimal script. One thread
+    per core reads each file, hashes it and writes it to an anonymous file in ``dst``,
+    linked under its digest in a 256-way fan-out; one ``syncfs`` at the end. No stat
+    cache, no manifest, no git, no order between data and names."""
+    import ctypes
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    t0 = time.perf_counter()
+    paths = [os.path.join(d, n) for d, _dirs, names in os.walk(src) for n in names]
+    for i in range(256):
+        os.makedirs(os.path.join(dst, f"{i:02x}"), exist_ok=True)
+    proc = os.open("/proc", os.O_RDONLY)
+
+    def one(path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+        digest = hashlib.sha256(data).hexdigest()
+        out = os.open(dst, os.O_RDWR | os.O_TMPFILE, 0o644)
+        try:
+            os.write(out, data)
+            os.link(f"self/fd/{out}", f"{dst}/{digest[:2]}/{digest[2:]}", src_dir_fd=proc, follow_symlinks=True)
+        except FileExistsError:
+            pass
+        finally:
+            os.close(out)
+
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix=threading.current_thread().name) as pool:
+        for _ in pool.map(one, paths, chunksize=64):
+            pass
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        ctypes.CDLL(None, use_errno=True).syncfs(fd)
+    finally:
+        os.close(fd)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "files": len(paths)}))
+
+
 def child_quilt_hash(repo: str, pkg: str) -> None:
     """gitquilt's hashing: scan + fill_hashes with an emptied stat cache (nothing vouched for)."""
     from gitquilt.ops.scan import fill_hashes, scan_package
@@ -253,6 +298,7 @@ CHILDREN: dict[str, Callable[..., None]] = {
     "quilt-hash": child_quilt_hash,
     "make-manifest": child_make_manifest,
     "load-manifest": child_load_manifest,
+    "floor-add": child_floor_add,
 }
 
 
@@ -371,12 +417,17 @@ class Bench:
         os.sync()
         time.sleep(1.0)  # every file's mtime is now well past the racy-clean window
 
-        add, dadd = Series(), Series()
+        add, dadd, floor = Series(), Series(), Series()
         for r in range(self.runs):
             add.add(timed(["git", "quilt", "add", "data"], gq[r], self.env)[0])
             if self.dvc:
                 dadd.add(timed([self.dvc, "add", "-q", "data"], dv[r], self.env)[0])
+            # the whole process, interpreter start-up included, like the commands above
+            floor.add(timed(child("floor-add", str(src), str(self.work / f"floor-{r}")), self.work, self.env)[0])
         self._vs_dvc("(b) add 10,000 files (fresh cache)", add, dadd, 3.0)
+        ratio = add.median() / floor.median()
+        self.rows.append(Row("(b) the same add vs its floor", add, "floor: hash+copy+sync", floor, ratio,
+                             f"{ratio:.2f}× floor", "(context)", None))
 
         for r in range(self.runs):  # commit, so that --check can insist on "clean"
             sh(["git", "commit", "-qm", "data"], gq[r], self.env)
