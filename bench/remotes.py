@@ -502,6 +502,9 @@ def main() -> None:
     targets = [t for t in args.targets.split(",") if t]
     datasets = {"small": work / f"data-small-{args.small_files}", "big": work / f"data-big-{args.big_mib}",
                 "tiny": work / f"data-tiny-{args.tiny_files}"}
+    unknown = [x for x in sets if x not in datasets] + [x for x in targets if x not in ("moto", "dir")]
+    if unknown:
+        ap.error(f"unknown set or target: {', '.join(unknown)} (sets: small, tiny, big; targets: moto, dir)")
     for s in sets:
         if s == "small":
             make_small(datasets[s], args.small_files)
