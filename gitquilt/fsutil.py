@@ -69,13 +69,21 @@ def remove_dead_tmp(directory: Path, names: list[str]) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` exists and can still run. A zombie (dead, not yet reaped:
+    e.g. a worker killed with its parent, waiting for an init that may never reap it)
+    writes nothing more, so it counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): signal 0 is all we know
+    return state not in (b"Z", b"X")
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -16,7 +16,7 @@ from gitquilt.errors import UsageError
 @click.option("-m", "--message", help="A message stored in the package's metadata.")
 @click.option("--meta", "meta_json", help="User metadata as a JSON object, stored in the package.")
 @click.option("--no-stage", is_flag=True, help="Do not stage the pointer and .gitignore.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 256), help="Hashing threads.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), help="Hashing workers (processes; default: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def command(paths: tuple[str, ...], message: str | None, meta_json: str | None, no_stage: bool,
             jobs: int | None, as_json: bool) -> None:

@@ -13,6 +13,7 @@ import click
 
 from gitquilt.cli import render
 from gitquilt.errors import EXIT_FAILED, EXIT_INTERRUPTED, QuiltError
+from gitquilt.ops import forked
 
 #: command name → module under gitquilt.cli defining ``command``. Loaded on use only,
 #: so that ``git quilt hook post-checkout`` does not pay for what it does not run.
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     # numpy (which pyarrow imports, lazily, after this) starts an OpenBLAS thread per core
     # that spins at exit; the CLI does no linear algebra. The process's own setting only.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    forked.allow()  # a process of its own: many-file work may fork workers (ops/forked.py)
     code = run(argv)
     gc.freeze()  # nor at exit, when finalisation would walk every object once more
     sys.exit(code)

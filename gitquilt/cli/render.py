@@ -63,6 +63,8 @@ class Bar:
             return
         from tqdm import tqdm
 
+        # no monitor thread: work that forks worker processes needs this one to be alone
+        tqdm.monitor_interval = 0
         self.close()
         scale = unit == "B"
         self._bar = tqdm(

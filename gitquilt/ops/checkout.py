@@ -18,7 +18,7 @@ import stat
 import threading
 from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from gitquilt import fsutil
@@ -26,7 +26,8 @@ from gitquilt.errors import DirtyWorkTree, IntegrityError, MissingFragments, Qui
 from gitquilt.keys import case_collisions, parent_dirs
 from gitquilt.lock import FileLock
 from gitquilt.manifest import Entry, Manifest
-from gitquilt.ops.parallel import parallel_map
+from gitquilt.ops import forked
+from gitquilt.ops.parallel import numbered, parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.scan import FileState, fill_hashes, scan_package
 from gitquilt.ops.workspace import PackageRef, Workspace
@@ -274,12 +275,13 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool,
                 except OSError:
                     pass
         progress.start(sum(manifest.sizes[i] for i in todo), "B", f"checkout {ref.path}")
-        rows: deque[tuple[str, int, int, int, str]] = deque(early_rows)  # appended by the threads
+        rows: deque[tuple[str, int, int, int, str]] = deque(early_rows)  # the files written, to record
         root_abs = str(ws.root / base)
 
         copier = _Copier(ws, safe) if ws.config.link_mode == "copy" else None
 
-        def write_one(i: int) -> None:
+        def write_one(i: int) -> tuple[str, int, int, int, str] | None:
+            """Write file ``i``; its stat cache row (None if it is not a regular file)."""
             key = key_prefix + manifest.keys[i]
             digest = manifest.sha256(i)
             executable = bool(manifest.executable_flags[i])
@@ -302,27 +304,44 @@ def _execute(ws: Workspace, plan: _Plan, progress: Progress, force: bool,
                     ) from None
                 raise
             if stat.S_ISREG(st.st_mode):
-                rows.append((f"{root_abs}/{key}", st.st_size, st.st_mtime_ns, st.st_ino, digest))
-            progress.update(manifest.sizes[i])
+                return (f"{root_abs}/{key}", st.st_size, st.st_mtime_ns, st.st_ino, digest)
+            return None
 
-        def write_chunk(chunk: list[int]) -> None:
+        def write_chunk(chunk: list[int]) -> list[tuple[str, int, int, int, str]]:
+            out = []
             for i in chunk:
-                write_one(i)
+                row = write_one(i)
+                if row is not None:
+                    out.append(row)
+            return out
 
         try:
             if len(todo) > 8 or (len(todo) > 1 and sum(manifest.sizes[i] for i in todo) >= 2 * EARLY_MIN):
-                # pre-create directories in order, so worker threads never race on mkdir
+                # pre-create directories in order, so workers never race on mkdir
                 for d in sorted(parent_dirs([manifest.keys[i] for i in todo])):
                     safe.dir_fd(d, create=True)
-                # on Ctrl-C or an error, queued files are dropped, not all written (ops/parallel.py)
+                # on Ctrl-C or an error, queued files are dropped, not all written
+                # (ops/parallel.py, ops/forked.py)
                 chunks = _chunks(todo, manifest.sizes, manifest.keys)
-                with contextlib.closing(parallel_map(write_chunk, chunks, COPY_THREADS)) as done:
-                    for _ in done:
-                        if len(rows) >= 2048:  # record while the threads write, not all at the end
+                workers = min(COPY_THREADS, len(chunks))
+                if forked.usable(workers):
+                    done: Generator[tuple[int, list[tuple[str, int, int, int, str]]], None, None] = (
+                        forked.fork_map(write_chunk, chunks, workers)
+                    )
+                else:
+                    done = numbered(parallel_map(write_chunk, chunks, workers))
+                with contextlib.closing(done):
+                    for index, chunk_rows in done:
+                        rows.extend(chunk_rows)
+                        progress.update(sum(manifest.sizes[i] for i in chunks[index]))
+                        if len(rows) >= 2048:  # record while the workers write, not all at the end
                             ws.statcache.record([rows.popleft() for _ in range(len(rows))])
             else:
                 for i in todo:
-                    write_one(i)
+                    row = write_one(i)
+                    if row is not None:
+                        rows.append(row)
+                    progress.update(manifest.sizes[i])
         finally:
             progress.close()
             ws.statcache.record(rows)

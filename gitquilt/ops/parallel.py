@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -77,3 +77,14 @@ def _defer_sigint(flag: threading.Event) -> object | None:
         return signal.signal(signal.SIGINT, lambda _sig, _frame: flag.set())
     except (ValueError, OSError):
         return None
+
+
+def numbered(results: Iterator[R]) -> Generator[tuple[int, R], None, None]:
+    """``(i, result)`` for :func:`parallel_map`'s results (numbered like
+    :func:`ops.forked.fork_map`'s); closing this closes ``results``."""
+    try:
+        yield from enumerate(results)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,15 +13,17 @@ from gitquilt import fsutil
 from gitquilt.digest import BLOCK_SIZE, SMALL_FILE, hash_bytes, hash_stream
 from gitquilt.errors import UnsafePath
 from gitquilt.manifest import files_fingerprint
-from gitquilt.ops.parallel import parallel_map
+from gitquilt.ops import forked
+from gitquilt.ops.parallel import numbered, parallel_map
 from gitquilt.ops.progress import NullProgress, Progress
 from gitquilt.ops.workspace import PackageRef, Workspace
 from gitquilt.statcache import Row
 from gitquilt.store import WriteBatch
 
-#: Hashing threads, one per core: hashlib releases the GIL on large buffers. More than
+#: Hashing workers, one per core: forked processes in the command-line tool, else
+#: threads (hashlib releases the GIL on large buffers; see ops/forked.py). More than
 #: that does not pay for small files either: their cost is the file system's, and
-#: threads beyond the cores only contend for its locks (measured: bench/core.py).
+#: workers beyond the cores only contend for its locks (measured: bench/core.py).
 HASH_THREADS = max(2, min(32, os.cpu_count() or 2))
 #: Small files are handed to the threads in groups of up to this many files or bytes.
 CHUNK_FILES = 64
@@ -161,34 +164,56 @@ def fill_hashes(
             todo.append(fs)
     if not todo:
         return []
-    if before_hashing is not None:
-        before_hashing()
     progress.start(sum(f.size for f in todo), "B", "hashing")
+    # each worker (a thread, or a forked process with a write batch of its own) returns
+    # per file (sha256, size hashed, stat cache row or None); this process records them
+    store_in: list[WriteBatch | None] = [batch]
 
-    def work(chunk: list[FileState]) -> list[Row]:
-        rows: list[Row] = []
+    def work(chunk: list[FileState]) -> list[tuple[str, int, Row | None]]:
+        out: list[tuple[str, int, Row | None]] = []
+        into = store_in[0]
         for fs in chunk:
             # st: the open file's stat after reading it (no second lookup of the path)
-            if batch is not None:
-                fs.sha256, size, st = batch.put_file_stat(fs.abs_path, fs.size)
+            if into is not None:
+                digest, size, st = into.put_file_stat(fs.abs_path, fs.size)
             else:
-                fs.sha256, size, st = _hash_file_stat(fs.abs_path, fs.size)
-            fs.size = size  # what was hashed, even if the file changed since the scan
-            progress.update(size)
+                digest, size, st = _hash_file_stat(fs.abs_path, fs.size)
             # unchanged since the scan: the stat cache may vouch for it next time
-            if (st.st_size, st.st_mtime_ns, st.st_ino) == (size, fs.mtime_ns, fs.ino):
-                rows.append((fs.abs_path, size, fs.mtime_ns, fs.ino, fs.sha256))
-        return rows
+            unchanged = (st.st_size, st.st_mtime_ns, st.st_ino) == (size, fs.mtime_ns, fs.ino)
+            out.append((digest, size, (fs.abs_path, size, fs.mtime_ns, fs.ino, digest) if unchanged else None))
+        return out
+
+    @contextlib.contextmanager
+    def child_batch() -> Iterator[None]:
+        # a forked worker stores into a batch of its own, durable before it reports done
+        if batch is None:
+            yield
+            return
+        with batch.store.batch() as own:
+            store_in[0] = own
+            yield
 
     rows: list[Row] = []
     chunks = _chunks(todo)
-    threads = min(jobs or HASH_THREADS, HASH_THREADS, len(chunks))
-    done = parallel_map(work, chunks, threads)  # Ctrl-C safe (see ops/parallel.py)
+    workers = min(jobs or HASH_THREADS, HASH_THREADS, len(chunks))
+    if forked.usable(workers):
+        done: Generator[tuple[int, list[tuple[str, int, Row | None]]], None, None] = forked.fork_map(
+            work, chunks, workers, child_context=child_batch, after_fork=before_hashing
+        )
+    else:
+        if before_hashing is not None:
+            before_hashing()
+        done = numbered(parallel_map(work, chunks, workers))  # Ctrl-C safe (see ops/parallel.py)
     try:
-        for chunk_rows in done:
-            rows.extend(chunk_rows)
+        for index, results in done:
+            for fs, (digest, size, row) in zip(chunks[index], results):
+                fs.sha256 = digest
+                fs.size = size  # what was hashed, even if the file changed since the scan
+                if row is not None:
+                    rows.append(row)
+            progress.update(sum(size for _d, size, _r in results))
     finally:
-        done.close()  # on an error, cancels the queue and waits for running items
+        done.close()  # on an error, stops the hand-out and waits for running items
         progress.close()
     if record:
         ws.statcache.record(rows)

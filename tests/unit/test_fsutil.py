@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,23 @@ def test_pid_alive() -> None:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     assert not fsutil.pid_alive(p.pid)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombies are told apart through /proc")
+def test_a_zombie_is_not_alive() -> None:
+    """A killed worker whose parent is gone may stay a zombie (an init that does not
+    reap): its temporary files must still count as left by a dead process."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # exited, not reaped: a zombie
+        with open(f"/proc/{p.pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.01)
+    try:
+        assert not fsutil.pid_alive(p.pid)
+    finally:
+        p.wait()
 
 
 def test_atomic_write(tmp_path: Path) -> None:
