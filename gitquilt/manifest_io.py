@@ -163,11 +163,13 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
     cols = _Columns()
     try:
         batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=SCHEMA.names, use_threads=True)
-        pool = pa.default_memory_pool() if pf.metadata.num_rows > BATCH_ROWS else None
-        for batch in batches:
-            _take_batch(batch, cols, h, where)
-            if pool is not None:  # a big manifest: hand each batch's buffers back, or the peak grows by ~25 %
-                pool.release_unused()
+        if pf.metadata.num_rows <= BATCH_ROWS:
+            for batch in batches:
+                checked = _check_batch(batch, where)
+                if checked is not None:
+                    _apply_batch(checked, cols, h, where)
+        else:
+            _read_batches_ahead(batches, cols, h, where)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FormatError(f"{where}: damaged Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
     _check_file_dir_clash(cols.keys, cols.parents, where)
@@ -177,6 +179,29 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
             f"{where}: content hashes to {top}, not to its name {expected_top_hash}: refusing it"
         )
     return Manifest(cols.keys, bytes(cols.digests), cols.sizes, cols.execs, cols.metas, meta, top_hash=top)
+
+
+def _read_batches_ahead(batches: Iterable[pa.RecordBatch], cols: _Columns, h: "hashlib._Hash", where: str) -> None:
+    """A large manifest: one thread checks batch i+1 while this one adds batch i (the
+    checks run in pyarrow's kernels without the GIL; adding is Python). At most two
+    batches are held, and each one's buffers go back to the pool once added."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pool = pa.default_memory_pool()
+    with ThreadPoolExecutor(1, thread_name_prefix="gitquilt-manifest") as checker:
+        ahead: Future[_Checked | None] | None = None
+        for batch in batches:
+            nxt = checker.submit(_check_batch, batch, where)
+            if ahead is not None:
+                checked = ahead.result()
+                if checked is not None:
+                    _apply_batch(checked, cols, h, where)
+                pool.release_unused()  # hand each batch's buffers back, or the peak grows by ~25 %
+            ahead = nxt
+        if ahead is not None:
+            checked = ahead.result()
+            if checked is not None:
+                _apply_batch(checked, cols, h, where)
 
 
 def _open_parquet(source: Any, schema: pa.Schema, what: str, where: str) -> tuple[pq.ParquetFile, dict[bytes, bytes]]:
@@ -203,11 +228,28 @@ def _open_parquet(source: Any, schema: pa.Schema, what: str, where: str) -> tupl
     return pf, kv
 
 
-def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where: str) -> None:
+class _Checked(NamedTuple):
+    """One batch, validated on its own and encoded: what :func:`_apply_batch` adds in order."""
+
+    keys: list[str]
+    first_key: str
+    digests: bytes
+    sizes: bytes
+    execs: bytes
+    metas: list[str] | None  # None: every entry's meta is empty
+    parents: list[str]
+    lines: pa.Array  # the batch's canonical text lines (for the top hash)
+
+
+def _check_batch(batch: pa.RecordBatch, where: str) -> _Checked | None:
+    """Validate one batch by itself and encode what the manifest keeps (None if empty).
+
+    Nearly all of it runs in pyarrow's compute kernels, which release the GIL, so a
+    thread checks the next batch while the caller adds this one (:func:`_read`)."""
     keys, sha, size, execs, metas = (_column(batch, f.name, f.type, where) for f in SCHEMA)
     n = len(keys)
     if not n:
-        return
+        return None
     raw_digests = _digests(sha)
     if raw_digests is None:  # the slow way, to name the first bad hash
         i = _first_bad(pc.invert(pc.match_substring_regex(sha, _HEX64)))
@@ -218,21 +260,16 @@ def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where
         i = _first_bad(pc.less(size, 0))
         raise FormatError(f"{where}: negative size for {keys[i].as_py()!r}")
     _check_keys(keys, where)
-    key_list: list[str] = keys.to_pylist()
-    if cols.keys and cols.keys[-1].encode() >= key_list[0].encode():
-        _order_error(cols.keys[-1], key_list[0], where)
+    parents: list[str] = []
     nested = pc.filter(keys, pc.match_substring(keys, "/"))
     if len(nested):
-        parents = pc.list_element(pc.split_pattern(nested, "/", max_splits=1, reverse=True), 0)
-        cols.parents.update(pc.unique(parents).to_pylist())
+        parents = pc.unique(pc.list_element(pc.split_pattern(nested, "/", max_splits=1, reverse=True), 0)).to_pylist()
     nonempty = pc.not_equal(metas, EMPTY_META)
+    meta_list: list[str] | None = None
     if pc.any(nonempty).as_py():
         for text in pc.filter(metas, nonempty).to_pylist():
             check_canonical_json(text, f"{where}: entry meta")
-        if cols.metas is None:
-            cols.metas = [EMPTY_META] * len(cols.keys)
-    if cols.metas is not None:
-        cols.metas.extend(metas.to_pylist())
+        meta_list = metas.to_pylist()
     lines = pc.binary_join_element_wise(
         keys,
         sha,
@@ -241,11 +278,29 @@ def _take_batch(batch: pa.RecordBatch, cols: _Columns, h: "hashlib._Hash", where
         pc.binary_join_element_wise(metas, "\n", ""),
         "\t",
     )
-    h.update(_values_bytes(lines))
-    cols.keys.extend(key_list)
-    cols.digests += raw_digests
-    cols.sizes.frombytes(size.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
-    cols.execs += execs.to_numpy(zero_copy_only=False).astype("uint8").tobytes()
+    key_list: list[str] = keys.to_pylist()
+    return _Checked(
+        key_list, key_list[0], raw_digests,
+        size.to_numpy(zero_copy_only=False).astype("<i8").tobytes(),
+        execs.to_numpy(zero_copy_only=False).astype("uint8").tobytes(),
+        meta_list, parents, lines,
+    )
+
+
+def _apply_batch(checked: _Checked, cols: _Columns, h: "hashlib._Hash", where: str) -> None:
+    """Add a checked batch to the manifest being read, in file order."""
+    if cols.keys and cols.keys[-1].encode() >= checked.first_key.encode():
+        _order_error(cols.keys[-1], checked.first_key, where)
+    cols.parents.update(checked.parents)
+    if checked.metas is not None and cols.metas is None:
+        cols.metas = [EMPTY_META] * len(cols.keys)
+    if cols.metas is not None:
+        cols.metas.extend(checked.metas if checked.metas is not None else [EMPTY_META] * len(checked.keys))
+    h.update(_values_bytes(checked.lines))
+    cols.keys.extend(checked.keys)
+    cols.digests += checked.digests
+    cols.sizes.frombytes(checked.sizes)
+    cols.execs += checked.execs
 
 
 def _order_error(a: str, b: str, where: str) -> None:

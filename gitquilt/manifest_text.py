@@ -14,6 +14,7 @@ Why: importing pyarrow and numpy costs 0.15–0.3 s, more than the rest of a no-
 from __future__ import annotations
 
 import json
+import re
 
 from gitquilt.errors import FormatError, IntegrityError, QuiltError
 from gitquilt.manifest import EMPTY_META, HEADER, Entry, Manifest, check_canonical_json
@@ -21,6 +22,7 @@ from gitquilt.manifest import EMPTY_META, HEADER, Entry, Manifest, check_canonic
 SUFFIX = ".txt"
 # Above this many entries the Parquet reader (vectorised) is faster than parsing text.
 MAX_TEXT_ENTRIES = 200_000
+_CANONICAL_SIZE = re.compile(r"0|[1-9][0-9]{0,18}", re.ASCII)
 
 
 def parse_canonical_text(data: bytes, expected_top_hash: str, where: str = "manifest text") -> Manifest:
@@ -47,13 +49,17 @@ def parse_canonical_text(data: bytes, expected_top_hash: str, where: str = "mani
     rows = [line.split("\t") for line in lines[1:]]
     if rows and set(map(len, rows)) != {5}:
         raise FormatError(f"{where}: a line without exactly five tab-separated fields")
-    try:
-        entries = [
-            Entry(key, sha, int(size), execute == "x", EMPTY_META if entry_meta == EMPTY_META else entry_meta)
-            for key, sha, size, execute, entry_meta in rows
-        ]
-    except ValueError:
-        raise FormatError(f"{where}: a size that is not a number") from None
+    # the fields whose parsing could accept a non-canonical spelling of the same value
+    # ("," read as "not executable", "+1", "01" or "1_0" as numbers) must be canonical:
+    # the rebuilt top hash would not notice, since the entries come out the same
+    if any(execute not in ("x", "-") for _k, _s, _n, execute, _m in rows):
+        raise FormatError(f"{where}: an executable flag that is neither 'x' nor '-'")
+    if any(not _CANONICAL_SIZE.fullmatch(size) for _k, _s, size, _x, _m in rows):
+        raise FormatError(f"{where}: a size that is not a canonical decimal number")
+    entries = [
+        Entry(key, sha, int(size), execute == "x", EMPTY_META if entry_meta == EMPTY_META else entry_meta)
+        for key, sha, size, execute, entry_meta in rows
+    ]
     manifest = Manifest.from_entries(entries, meta)
     if manifest.top_hash != expected_top_hash:
         raise IntegrityError(f"{where}: content hashes to {manifest.top_hash}, not to its name: refusing it")

@@ -157,3 +157,23 @@ def test_directory_remote_holds_parquet_only(tmp_path: Path) -> None:
     remote = DirectoryRemote(tmp_path / "remote")
     remote.put(f"manifests/{m.top_hash}.parquet", io.BytesIO(data), len(data))
     assert sorted(p.name for p in (tmp_path / "remote" / "manifests").iterdir()) == [f"{m.top_hash}.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("field", "spelling"),
+    [("exec", ","), ("exec", "X"), ("exec", ""), ("size", "+1"), ("size", "01"), ("size", "1_0"), ("size", " 1"),
+     ("size", "١")],  # the last: an Arabic-Indic digit one, which int() reads as 1
+)
+def test_a_non_canonical_spelling_of_the_same_entry_is_refused(field: str, spelling: str) -> None:
+    """Found by the fuzzer: ',' was read as 'not executable' and '01' as 1, so a text that
+    is not the canonical one rebuilt the same manifest and passed the top-hash check."""
+    m = Manifest.from_entries([Entry("a.txt", H, 1, False), Entry("b.txt", H, 10, True)], {})
+    good = m.canonical_text()
+    assert parse_canonical_text(good, m.top_hash).top_hash == m.top_hash
+    old = f"\t1\t-\t{{}}\n" if field == "exec" else f"\t10\tx\t{{}}\n"
+    new = f"\t1\t{spelling}\t{{}}\n" if field == "exec" else f"\t{spelling}\tx\t{{}}\n"
+    bad = good.replace(old.encode(), new.encode())
+    assert bad != good
+    with pytest.raises(FormatError):
+        parse_canonical_text(bad, m.top_hash)
+    assert try_parse_canonical_text(bad, m.top_hash) is None
