@@ -152,11 +152,26 @@ class GitRepo:
         return commit
 
     def has_head(self) -> bool:
+        """True once HEAD names a commit (false on an unborn branch)."""
+        if self._repo is None:  # the git executable answers in ~1 ms; pygit2 costs ~40 ms to load
+            try:  # prints the commit id, or nothing (exit 1) on an unborn branch
+                return bool(run_git(["rev-parse", "-q", "--verify", "HEAD^{commit}"], cwd=self.root, check=False).strip())
+            except GitCommandError:
+                pass  # no git to run: pygit2 answers
         try:
             self.repo.head  # noqa: B018
             return True
         except (pygit2.GitError, KeyError):
             return False
+
+    def read_many_at(self, rev: str, relpaths: list[str]) -> dict[str, bytes | None]:
+        """:meth:`read_at` for several paths at once (one ``git cat-file --batch`` when
+        pygit2 is not loaded yet)."""
+        if self._repo is None and relpaths and not any("\n" in p or "\r" in p for p in relpaths):
+            got = _cat_file_batch(self.root, [f"{rev}:{p}" for p in relpaths])
+            if got is not None:
+                return dict(zip(relpaths, got, strict=True))
+        return {p: self.read_at(rev, p) for p in relpaths}
 
     def read_at(self, rev: str, relpath: str) -> bytes | None:
         """Bytes of ``relpath`` in ``rev``'s tree, or None if absent there."""
@@ -194,9 +209,7 @@ class GitRepo:
 
     def index_pointer_paths(self) -> list[str]:
         """``*.quilt`` paths in git's index (staged or committed)."""
-        index = self.repo.index
-        index.read(False)
-        return sorted(e.path for e in index if e.path.endswith(POINTER_SUFFIX))
+        return sorted(p for p in self.index_paths_cache() if p.endswith(POINTER_SUFFIX))
 
     def index_paths_cache(self) -> set[str]:
         """Every path in git's index (read once per process)."""
@@ -352,3 +365,33 @@ def _blob_at(tree: pygit2.Tree, relpath: str) -> pygit2.Oid | None:
     except KeyError:
         return None
     return entry.id if entry.type_str == "blob" else None
+
+
+def _cat_file_batch(root: Path, specs: list[str]) -> list[bytes | None] | None:
+    """The blobs ``git cat-file --batch`` gives for ``specs`` (``REV:PATH``), None for
+    each one that is missing or not a blob; None as a whole if git cannot answer (the
+    caller asks pygit2 instead)."""
+    try:
+        out = run_git(["cat-file", "--batch"], cwd=root, input="".join(f"{s}\n" for s in specs).encode())
+    except GitCommandError:
+        return None
+    got: list[bytes | None] = []
+    pos = 0
+    for _spec in specs:
+        end = out.find(b"\n", pos)
+        if end < 0:
+            return None
+        header = out[pos:end].split(b" ")
+        pos = end + 1
+        if len(header) == 3 and header[2].isdigit():  # <oid> <type> <size>, then the content
+            size = int(header[2])
+            content = out[pos:pos + size]
+            if len(content) != size or out[pos + size:pos + size + 1] != b"\n":
+                return None
+            pos += size + 1
+            got.append(bytes(content) if header[1] == b"blob" else None)
+        elif header[-1] in (b"missing", b"ambiguous"):
+            got.append(None)
+        else:
+            return None
+    return got if pos == len(out) else None

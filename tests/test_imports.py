@@ -73,6 +73,29 @@ def test_add_and_checkout_in_the_work_tree_do_not_import_pygit2(repo: Repo) -> N
     ], "the probe sees pygit2 when a revision's tree is read"
 
 
+def test_status_does_not_import_pygit2_and_still_sees_head(repo: Repo) -> None:
+    """The index listing, HEAD and the pointers at HEAD come from the git executable
+    (one ``cat-file --batch`` for all packages); the answers are pygit2's."""
+    for name in ("a", "b", "c"):
+        repo.write(f"{name}/f.txt", f"{name}\n")
+        repo.quilt("add", name, check=True)
+    status = "from gitquilt.cli.main import run\nassert run(['status', '--json']) in (0, 1)"
+    assert _loaded(status, cwd=repo.root, heavy=("pygit2",)) == []  # unborn branch: every pointer is new
+    repo.git("commit", "-qm", "three")
+    repo.write("b/f.txt", "changed\n")
+    repo.quilt("add", "b", check=True)  # b's pointer differs from HEAD's
+    (repo.root / "c.quilt").unlink()
+    repo.git("rm", "-q", "--cached", "c.quilt")
+    repo.write("c/f.txt", "new\n")
+    repo.quilt("add", "c", check=True)  # c: staged again, same path
+    assert _loaded(status, cwd=repo.root, heavy=("pygit2",)) == []
+    listed = {s["path"]: s["pointer_vs_head"] for s in json.loads(repo.quilt("status", "--json", check=True).stdout)}
+    assert listed == {"a": "unchanged", "b": "modified", "c": "modified"}
+    repo.git("commit", "-qm", "more")
+    listed = {s["path"]: s["pointer_vs_head"] for s in json.loads(repo.quilt("status", "--json", check=True).stdout)}
+    assert listed == {"a": "unchanged", "b": "unchanged", "c": "unchanged"}
+
+
 def test_add_does_not_import_pyarrow_or_numpy(repo: Repo) -> None:
     """``add`` writes its manifest with gitquilt's own Parquet writer (importing pyarrow
     and numpy costs ≈ 80 ms of CPU, taken from the hashing threads); the file it writes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -87,9 +88,10 @@ def compare(manifest: Manifest, scan: Scan) -> tuple[list[str], list[str], list[
     return sorted(added), changed, deleted
 
 
-def package_status(ws: Workspace, ref: PackageRef) -> PackageStatus:
+def package_status(ws: Workspace, ref: PackageRef, head_pointers: dict[str, bytes | None] | None = None) -> PackageStatus:
     """Status of one package; never writes anything but the stat cache, never reads
-    through a symbolic link (at the pointer, the package path or a parent directory)."""
+    through a symbolic link (at the pointer, the package path or a parent directory).
+    ``head_pointers``: pointer bytes at HEAD by pointer path, if already read."""
     refusal = _symlink_in_the_way(ws.root, ref)
     if refusal is not None:
         return PackageStatus(ref.path, BROKEN, error=refusal)
@@ -100,7 +102,7 @@ def package_status(ws: Workspace, ref: PackageRef) -> PackageStatus:
             return PackageStatus(ref.path, NO_POINTER, error=f"{ref.pointer} does not exist")
         return PackageStatus(ref.path, BROKEN, error=str(exc))
     st = PackageStatus(ref.path, CLEAN, top_hash=pointer.top_hash)
-    st.pointer_vs_head = _pointer_vs_head(ws, ref, pointer)
+    st.pointer_vs_head = _pointer_vs_head(ws, ref, pointer, head_pointers)
     try:
         scan = scan_package(ws, ref)  # refuses a symlink at the package path or in its parents
     except QuiltError as exc:
@@ -188,13 +190,18 @@ def _symlink_in_the_way(root: Path, ref: PackageRef) -> str | None:
     return None
 
 
-def _pointer_vs_head(ws: Workspace, ref: PackageRef, pointer: Pointer) -> str:
-    if not ws.git.has_head():
-        return "new"
-    try:
-        head = ws.git.read_at("HEAD", ref.pointer)
-    except QuiltError:
-        return "new"
+def _pointer_vs_head(
+    ws: Workspace, ref: PackageRef, pointer: Pointer, head_pointers: dict[str, bytes | None] | None = None
+) -> str:
+    if head_pointers is not None and ref.pointer in head_pointers:
+        head = head_pointers[ref.pointer]
+    else:
+        if not ws.git.has_head():
+            return "new"
+        try:
+            head = ws.git.read_at("HEAD", ref.pointer)
+        except QuiltError:
+            return "new"
     if head is None:
         return "new"
     return "unchanged" if head == pointer.to_bytes() else "modified"
@@ -217,4 +224,11 @@ def packages_for_status(ws: Workspace, args: tuple[str, ...] | list[str]) -> lis
 
 def status(ws: Workspace, refs: list[PackageRef]) -> list[PackageStatus]:
     """Status of each package."""
-    return [package_status(ws, ref) for ref in refs]
+    head_pointers: dict[str, bytes | None] | None = None
+    if refs:
+        if not ws.git.has_head():
+            head_pointers = {ref.pointer: None for ref in refs}  # every pointer is new
+        else:
+            with contextlib.suppress(QuiltError):  # one read for all of them
+                head_pointers = ws.git.read_many_at("HEAD", [ref.pointer for ref in refs])
+    return [package_status(ws, ref, head_pointers) for ref in refs]
