@@ -135,14 +135,14 @@ def fork_map(
             os.close(result_w)
             os.set_blocking(result_r, False)
             children[result_r] = pid
+        if after_fork is not None:
+            after_fork()
     except BaseException:
         _empty(task_r)
         _stop_children(children, signal.SIGKILL)
         _reap(children)
         _close_all(task_r, children)
         raise
-    if after_fork is not None:
-        after_fork()
     yield from _parent(fn, items, group, task_r, children)
 
 
