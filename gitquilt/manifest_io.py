@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import binascii
 import bisect
+import contextlib
 import hashlib
 import io
 import json
 import re
 from array import array
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any, NamedTuple
 
 import pyarrow as pa
@@ -163,13 +164,14 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
     cols = _Columns()
     try:
         batches = pf.iter_batches(batch_size=BATCH_ROWS, columns=SCHEMA.names, use_threads=True)
-        if pf.metadata.num_rows <= BATCH_ROWS:
-            for batch in batches:
-                checked = _check_batch(batch, where)
+        big = pf.metadata.num_rows > BATCH_ROWS
+        checked_batches = _checked_ahead(batches, where) if big else (_check_batch(b, where) for b in batches)
+        with contextlib.closing(checked_batches):
+            for checked in checked_batches:
                 if checked is not None:
                     _apply_batch(checked, cols, h, where)
-        else:
-            _read_batches_ahead(batches, cols, h, where)
+                if big:  # hand each batch's buffers back, or the peak grows by ~25 %
+                    pa.default_memory_pool().release_unused()
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FormatError(f"{where}: damaged Parquet manifest ({str(exc).splitlines()[0][:120]})") from None
     _check_file_dir_clash(cols.keys, cols.parents, where)
@@ -181,27 +183,21 @@ def _read(source: Any, expected_top_hash: str, where: str) -> Manifest:
     return Manifest(cols.keys, bytes(cols.digests), cols.sizes, cols.execs, cols.metas, meta, top_hash=top)
 
 
-def _read_batches_ahead(batches: Iterable[pa.RecordBatch], cols: _Columns, h: "hashlib._Hash", where: str) -> None:
-    """A large manifest: one thread checks batch i+1 while this one adds batch i (the
-    checks run in pyarrow's kernels without the GIL; adding is Python). At most two
-    batches are held, and each one's buffers go back to the pool once added."""
+def _checked_ahead(batches: Iterable[pa.RecordBatch], where: str) -> Generator[_Checked | None, None, None]:
+    """:func:`_check_batch` of each batch, in order, for a large manifest: one thread
+    checks batch i+1 while the caller adds batch i (the checks run in pyarrow's kernels
+    without the GIL; adding is Python). At most two batches are held."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    pool = pa.default_memory_pool()
     with ThreadPoolExecutor(1, thread_name_prefix="gitquilt-manifest") as checker:
         ahead: Future[_Checked | None] | None = None
         for batch in batches:
             nxt = checker.submit(_check_batch, batch, where)
             if ahead is not None:
-                checked = ahead.result()
-                if checked is not None:
-                    _apply_batch(checked, cols, h, where)
-                pool.release_unused()  # hand each batch's buffers back, or the peak grows by ~25 %
+                yield ahead.result()
             ahead = nxt
         if ahead is not None:
-            checked = ahead.result()
-            if checked is not None:
-                _apply_batch(checked, cols, h, where)
+            yield ahead.result()
 
 
 def _open_parquet(source: Any, schema: pa.Schema, what: str, where: str) -> tuple[pq.ParquetFile, dict[bytes, bytes]]:
@@ -232,7 +228,6 @@ class _Checked(NamedTuple):
     """One batch, validated on its own and encoded: what :func:`_apply_batch` adds in order."""
 
     keys: list[str]
-    first_key: str
     digests: bytes
     sizes: bytes
     execs: bytes
@@ -245,7 +240,7 @@ def _check_batch(batch: pa.RecordBatch, where: str) -> _Checked | None:
     """Validate one batch by itself and encode what the manifest keeps (None if empty).
 
     Nearly all of it runs in pyarrow's compute kernels, which release the GIL, so a
-    thread checks the next batch while the caller adds this one (:func:`_read`)."""
+    thread checks the next batch while the caller adds this one (:func:`_checked_ahead`)."""
     keys, sha, size, execs, metas = (_column(batch, f.name, f.type, where) for f in SCHEMA)
     n = len(keys)
     if not n:
@@ -278,9 +273,8 @@ def _check_batch(batch: pa.RecordBatch, where: str) -> _Checked | None:
         pc.binary_join_element_wise(metas, "\n", ""),
         "\t",
     )
-    key_list: list[str] = keys.to_pylist()
     return _Checked(
-        key_list, key_list[0], raw_digests,
+        keys.to_pylist(), raw_digests,
         size.to_numpy(zero_copy_only=False).astype("<i8").tobytes(),
         execs.to_numpy(zero_copy_only=False).astype("uint8").tobytes(),
         meta_list, parents, lines,
@@ -289,8 +283,8 @@ def _check_batch(batch: pa.RecordBatch, where: str) -> _Checked | None:
 
 def _apply_batch(checked: _Checked, cols: _Columns, h: "hashlib._Hash", where: str) -> None:
     """Add a checked batch to the manifest being read, in file order."""
-    if cols.keys and cols.keys[-1].encode() >= checked.first_key.encode():
-        _order_error(cols.keys[-1], checked.first_key, where)
+    if cols.keys and cols.keys[-1].encode() >= checked.keys[0].encode():
+        _order_error(cols.keys[-1], checked.keys[0], where)
     cols.parents.update(checked.parents)
     if checked.metas is not None and cols.metas is None:
         cols.metas = [EMPTY_META] * len(cols.keys)

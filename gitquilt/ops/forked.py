@@ -21,8 +21,9 @@ Forking is done only where it is safe:
 
 Otherwise :func:`ops.parallel.parallel_map` runs the same function in threads.
 
-Protocol: items are handed out one at a time through a pipe of 4-byte indices (so a
-large file does not hold up a fixed share of the others); each child sends back
+Protocol: items are handed out one task at a time through a pipe of 4-byte indices
+(a task is one item, or a run of items when there are more than the pipe holds), so a
+large file does not hold up a fixed share of the others; each child sends back
 ``(index, result)`` frames through a pipe of its own; the parent works on items too
 and drains the children's pipes between its own. An error in any worker stops the
 hand-out (the pipe is emptied), lets running items finish, and is raised in the parent
@@ -99,8 +100,6 @@ def fork_map(
     (it may start threads). Close the generator when stopping early
     (``contextlib.closing``); nothing is forked before the first item is asked for.
     """
-    import fcntl  # here, not at module level: the CLI imports this module for every command
-
     count = len(items)
     if count == 0:
         return
@@ -121,8 +120,7 @@ def fork_map(
     try:
         for _ in range(workers - 1):
             result_r, result_w = os.pipe()
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(result_w, _F_SETPIPE_SZ, _RESULT_PIPE_SIZE)  # fewer stalls while the parent works
+            _grow_pipe(result_w, _RESULT_PIPE_SIZE)  # fewer stalls while the parent works
             try:
                 pid = os.fork()
             except OSError:  # out of processes or memory: fewer workers
@@ -149,13 +147,7 @@ def fork_map(
 def _fill_tasks(task_w: int, count: int) -> int:
     """Write the task indices into the (empty) pipe; return how many items one task
     covers: 1 unless there are more items than the pipe holds indices."""
-    import fcntl
-
-    capacity = 4096  # PIPE_BUF: any pipe holds that much
-    with contextlib.suppress(OSError):
-        capacity = fcntl.fcntl(task_w, _F_SETPIPE_SZ, _TASK_PIPE_SIZE)
-    with contextlib.suppress(OSError):
-        capacity = fcntl.fcntl(task_w, _F_GETPIPE_SZ)
+    capacity = _grow_pipe(task_w, _TASK_PIPE_SIZE) or 4096  # PIPE_BUF: any pipe holds that much
     slots = max(1, capacity // 2 // _INDEX_SIZE)  # half: never rely on the last page
     group = -(-count // slots)
     tasks = b"".join(t.to_bytes(_INDEX_SIZE, "little") for t in range(-(-count // group)))
@@ -163,6 +155,18 @@ def _fill_tasks(task_w: int, count: int) -> int:
     while view:
         view = view[os.write(task_w, view):]
     return group
+
+
+def _grow_pipe(fd: int, size: int) -> int | None:
+    """Ask for a pipe buffer of ``size`` bytes; the size granted, or None if unknown."""
+    import fcntl  # here, not at module level: the CLI imports this module for every command
+
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+    try:
+        return fcntl.fcntl(fd, _F_GETPIPE_SZ)
+    except OSError:
+        return None
 
 
 def _run_tasks(

@@ -167,11 +167,10 @@ def fill_hashes(
     progress.start(sum(f.size for f in todo), "B", "hashing")
     # each worker (a thread, or a forked process with a write batch of its own) returns
     # per file (sha256, size hashed, stat cache row or None); this process records them
-    store_in: list[WriteBatch | None] = [batch]
+    into = batch
 
     def work(chunk: list[FileState]) -> list[tuple[str, int, Row | None]]:
         out: list[tuple[str, int, Row | None]] = []
-        into = store_in[0]
         for fs in chunk:
             # st: the open file's stat after reading it (no second lookup of the path)
             if into is not None:
@@ -189,8 +188,8 @@ def fill_hashes(
         if batch is None:
             yield
             return
-        with batch.store.batch() as own:
-            store_in[0] = own
+        nonlocal into
+        with batch.store.batch() as into:
             yield
 
     rows: list[Row] = []

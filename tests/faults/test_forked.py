@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gitquilt import fsutil
 from gitquilt.errors import QuiltError
 from gitquilt.ops import forked
 
@@ -23,14 +24,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="wo
 
 
 def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # a zombie is gone too (its parent, the test process or init, has not reaped it yet)
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    return False
+    return not fsutil.pid_alive(pid)  # a zombie is gone too: it runs no more
 
 
 def _pids(marks: Path) -> set[int]:

@@ -182,6 +182,22 @@ def test_order_and_clash_checked_across_batches() -> None:
         read_manifest_bytes(clash, top)
 
 
+def test_later_batches_checked_ahead_keep_metas_aligned_and_refuse_damage() -> None:
+    """A manifest of several batches is checked one batch ahead in a thread: entry metas
+    first seen in a later batch still line up, and damage there is refused."""
+    n = 1 << 16
+    base = [row(f"k{i:06d}", b"") for i in range(n)]
+    later = [row("m1", b"x", meta='{"a":1}'), row("m2", b"y", executable=True)]
+    data, top = hostile_manifest(base + later)
+    m = read_manifest_bytes(data, top)
+    assert len(m) == n + 2 and m.top_hash == top
+    assert m.entry_metas[-2:] == ['{"a":1}', "{}"] and m.entry_metas[0] == "{}"
+    assert list(m.executable_flags[-2:]) == [0, 1]
+    bad, top = hostile_manifest(base + [("m1", "F" * 64, 1, False, "{}")])
+    with pytest.raises(FormatError, match="hash of 'm1'"):
+        read_manifest_bytes(bad, top)
+
+
 @pytest.mark.parametrize("cut", [0, 4, 100, -8, -1])
 def test_truncated_or_garbage_parquet(cut: int) -> None:
     data = manifest_to_bytes(_good())
